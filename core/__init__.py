@@ -1,0 +1,1 @@
+"""Perpetua core layer."""

@@ -1,0 +1,1 @@
+"""Perpetua pricing layer."""

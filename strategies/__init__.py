@@ -1,0 +1,1 @@
+"""Perpetua strategies layer."""
