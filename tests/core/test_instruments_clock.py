@@ -22,7 +22,10 @@ from core.instruments import (
 T0 = 1_750_000_000_000_000_000
 
 
-def tslax(schedule: MultiplierSchedule = MultiplierSchedule()) -> TokenizedStock:
+NO_CHANGES = MultiplierSchedule()
+
+
+def tslax(schedule: MultiplierSchedule = NO_CHANGES) -> TokenizedStock:
     return TokenizedStock("TSLAx", "TSLA", "xstocks", 1, "0x" + "11" * 20, decimals=18, multiplier=schedule)
 
 
@@ -66,7 +69,14 @@ def test_instrument_validation_and_registry() -> None:
     with pytest.raises(InvalidInput, match="p.version: must be 2 or 3, got 4"):
         Pool("p", "uni", 1, "0x", "A", "B", 3000, version=4)
     option = PerpetualOption(
-        "BTC-100000-C", "BTC", Decimal(100000), True, 7 * 24 * 3600 * 10**9, "USD", "TSLAx", coin_margined=True
+        "BTC-100000-C",
+        "BTC",
+        Decimal(100000),
+        True,
+        7 * 24 * 3600 * 10**9,
+        "USD",
+        "TSLAx",
+        coin_margined=True,
     )
     assert option.funding_period_years == pytest.approx(7 / 365)
     registry = InstrumentRegistry([Spot("TSLAx/USDC", "TSLAx", "USDC"), option, tslax()])
