@@ -1,0 +1,370 @@
+"""The `perpetua` command line: check a config, show the bot it would run; more commands to come.
+
+Exit codes: 0 ok, 1 not implemented yet, 2 bad input (a config that does not validate, a bad
+option). Problems go to stderr, everything else to stdout. Secrets are never printed: the CLI only
+knows environment variable *names* and says whether each is set, and it shows RPC and API URLs
+by scheme and host only (hosted RPC URLs carry their API key in the path).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from decimal import Decimal
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated, Final
+from urllib.parse import urlsplit
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core.config import (
+    AlpacaVenue,
+    AnyInstrument,
+    AnyVenue,
+    CcxtVenue,
+    ChainlinkVenue,
+    ConfigError,
+    IssuerVenue,
+    PerpetuaConfig,
+    PerpetualOptionConfig,
+    PoolConfig,
+    SimAmmVenue,
+    SimBookVenue,
+    SimOptionsPoolVenue,
+    SpotConfig,
+    StockPerpConfig,
+    TokenConfig,
+    TokenizedStockConfig,
+    UniswapV2Venue,
+    UniswapV3Venue,
+    format_duration,
+    load_config,
+)
+
+EXIT_OK: Final = 0
+EXIT_NOT_IMPLEMENTED: Final = 1
+EXIT_BAD_INPUT: Final = 2
+
+app = typer.Typer(
+    name="perpetua",
+    help="Arbitrage and market-making bots for tokenized US stocks and perpetual options.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigPath = Annotated[Path, typer.Argument(metavar="PATH", help="Config file (YAML).", show_default=True)]
+_PLACEHOLDER_SETTINGS: Final = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _out() -> Console:
+    # Built per call, so output follows whatever sys.stdout is now (CliRunner swaps it).
+    return Console(highlight=False)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            version = metadata.version("perpetua")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        _out().print(f"perpetua {version}", markup=False)
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Arbitrage and market-making bots for tokenized US stocks and perpetual options.
+
+    Exit codes: 0 ok, 1 not implemented yet, 2 bad input.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+@app.command("check-config")
+def check_config(path: ConfigPath = Path("config.yaml")) -> None:
+    """Validate a config file: print a summary of it, or every problem found (exit code 2)."""
+    config = _load_or_exit(path)
+    out = _out()
+    out.print(
+        f"[green]OK[/green] {_escape(str(path))} is valid: {config.mode.value} mode, "
+        f"{_count(len(config.venues), 'venue')}, {_count(len(config.instruments), 'instrument')}, "
+        f"{_count(len(config.tokens), 'token')}, {_count(len(config.strategies), 'strategy', 'strategies')}.",
+        soft_wrap=True,
+    )
+    _print_summary(out, config)
+    _print_env_warnings(config)
+
+
+@app.command()
+def run(
+    path: ConfigPath = Path("config.yaml"),
+    duration: Annotated[
+        float | None,
+        typer.Option(
+            "--duration", metavar="SECONDS", help="Stop after this many seconds (default: run until stopped)."
+        ),
+    ] = None,
+) -> None:
+    """Run the bot a config describes (this release: validate it and show what would run)."""
+    if duration is not None and not duration > 0:
+        raise typer.BadParameter(f"must be > 0, got {duration}", param_hint="--duration")
+    config = _load_or_exit(path)
+    out = _out()
+    how_long = f"for {duration:g} s" if duration is not None else "until stopped"
+    out.print(
+        f"Would run bot [bold]{_escape(config.name)}[/bold] in [bold]{config.mode.value}[/bold] mode "
+        f"{how_long}, from {_escape(str(path))}:",
+        soft_wrap=True,
+    )
+    _print_summary(out, config)
+    _print_env_warnings(config)
+    out.print(
+        "[yellow]Nothing was started:[/yellow] the trading engines (connectors, strategy runner, risk "
+        "engine) arrive in later releases. This release validates the config and shows the bot it "
+        "would run; no connection was opened and no order was sent."
+    )
+
+
+@app.command(context_settings=_PLACEHOLDER_SETTINGS)
+def backtest(ctx: typer.Context) -> None:
+    """(not implemented yet) Replay recorded data through simulated venues with a config's strategies."""
+    _not_implemented("backtest", "replay recorded market data through simulated venues")
+
+
+@app.command(context_settings=_PLACEHOLDER_SETTINGS)
+def price(ctx: typer.Context) -> None:
+    """(not implemented yet) Price perpetual options and tokenized stocks from the command line."""
+    _not_implemented("price", "price perpetual options and tokenized stocks")
+
+
+@app.command(context_settings=_PLACEHOLDER_SETTINGS)
+def data(ctx: typer.Context) -> None:
+    """(not implemented yet) Record, download and inspect market data for backtests."""
+    _not_implemented("data", "record, download and inspect market data for backtests")
+
+
+def main() -> None:
+    """Console-script entry point (`perpetua`, `python -m bots`)."""
+    app(prog_name="perpetua")
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _not_implemented(command: str, what: str) -> None:
+    message = f"perpetua {command}: not implemented yet; in a later release it will {what}."
+    _err().print(message, markup=False, soft_wrap=True)
+    raise typer.Exit(EXIT_NOT_IMPLEMENTED)
+
+
+def _load_or_exit(path: Path) -> PerpetuaConfig:
+    """The validated config, or every problem printed to stderr and exit code 2."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        err = _err()
+        count = _count(len(exc.issues), "problem")
+        err.print(f"[red]Invalid config[/red] {_escape(str(path))} ({count}):")
+        for issue in exc.issues:
+            # soft_wrap: one problem per line whatever the terminal width; markup off: paths hold [0].
+            err.print(f"  {issue}", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", r"\[")
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def _host(url: str) -> str:
+    """`scheme://host:port` of a URL: paths and queries may carry API keys."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+def _env_status(name: str) -> str:
+    # Only presence is checked: the value is never read into anything that is printed.
+    return f"{name} (set)" if os.environ.get(name) else f"{name} (NOT SET)"
+
+
+def _num(value: Decimal) -> str:
+    # Plain notation: 0.000000001, never 1E-9.
+    return f"{value:f}"
+
+
+def _short(address: str) -> str:
+    return f"{address[:6]}...{address[-4:]}"
+
+
+def _when(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _venue_details(venue: AnyVenue) -> str:
+    """One line on what a venue connects to, with no secret in it."""
+    if isinstance(venue, UniswapV2Venue | UniswapV3Venue | ChainlinkVenue):
+        rpc = _host(venue.rpc_url) if venue.rpc_url else f"${venue.rpc_url_env}"
+        text = f"chain {venue.chain_id} via {rpc}"
+        if isinstance(venue, ChainlinkVenue):
+            return f"{text}; feeds: {', '.join(venue.feeds)}"
+        if venue.keystore is not None:
+            exists = "found" if venue.keystore.is_file() else "NOT FOUND"
+            text += f"; keystore {venue.keystore} ({exists})"
+        else:
+            text += "; no keystore (read only)"
+        return text
+    if isinstance(venue, CcxtVenue):
+        markets = ", ".join(f"{k} = {v}" for k, v in venue.markets.items()) or "none mapped"
+        return f"{venue.exchange}{' testnet' if venue.testnet else ''}; markets: {markets}"
+    if isinstance(venue, AlpacaVenue):
+        account = "paper" if venue.paper else "LIVE"
+        symbols = ", ".join(f"{k} = {v}" for k, v in venue.symbols.items()) or "none mapped"
+        return f"{account} at {_host(venue.trading_url)}, {venue.data_feed} feed; symbols: {symbols}"
+    if isinstance(venue, IssuerVenue):
+        route = f" via {venue.broker}" if venue.broker else ""
+        return (
+            f"{venue.issuer}{route}: mint {venue.mint_fee_bps} / redeem {venue.redeem_fee_bps} bps, "
+            f"min {venue.min_notional} USD, settles in {format_duration(venue.settlement)}; "
+            f"tokens: {', '.join(venue.tokens)}"
+        )
+    if isinstance(venue, SimBookVenue):
+        return (
+            f"simulated book: maker {venue.maker_fee_bps} / taker {venue.taker_fee_bps} bps, "
+            f"latency {format_duration(venue.latency)}; markets: {', '.join(venue.markets)}"
+        )
+    if isinstance(venue, SimAmmVenue):
+        gas = f"{venue.gas_per_swap} gas/swap at {venue.gas_price_gwei} gwei"
+        blocks = f"blocks every {format_duration(venue.block_time)}"
+        return f"simulated AMM on chain {venue.chain_id}: {gas}, {blocks}"
+    if isinstance(venue, SimOptionsPoolVenue):
+        haircuts = ", ".join(f"{k} {v}" for k, v in venue.margin_haircuts.items()) or "none"
+        return (
+            f"simulated options pool: fee {venue.fee_bps} bps, insurance {venue.insurance_fraction}, "
+            f"haircuts: {haircuts}; options: {', '.join(venue.options)}"
+        )
+    return ""
+
+
+def _instrument_details(instrument: AnyInstrument | TokenConfig) -> str:
+    """One line on an instrument or token, in its own units."""
+    if isinstance(instrument, TokenConfig):
+        return f"chain {instrument.chain_id} {_short(instrument.address)}, {instrument.decimals} decimals"
+    if isinstance(instrument, TokenizedStockConfig):
+        schedule = instrument.multiplier
+        multiplier = str(schedule.initial) + "".join(
+            f" -> {c.multiplier} at {_when(c.effective)}" for c in schedule.changes
+        )
+        return (
+            f"{instrument.underlying} x {multiplier}; {instrument.issuer} on chain {instrument.chain_id} "
+            f"{_short(instrument.address)}, {instrument.decimals} decimals"
+        )
+    if isinstance(instrument, SpotConfig):
+        return (
+            f"{instrument.base} in {instrument.quote}; tick {_num(instrument.price_increment)}, "
+            f"size step {_num(instrument.size_increment)}, min {_num(instrument.min_size)}"
+        )
+    if isinstance(instrument, StockPerpConfig):
+        return (
+            f"{instrument.underlying} in {instrument.quote}, up to {_num(instrument.max_leverage)}x, "
+            f"funding every {format_duration(instrument.funding_interval)}, min {_num(instrument.min_size)}"
+        )
+    if isinstance(instrument, PerpetualOptionConfig):
+        margin = "coin-margined in" if instrument.coin_margined else "margin"
+        strike = f"strike {_num(instrument.strike)} {instrument.quote}"
+        return (
+            f"{instrument.underlying} {instrument.option_type} {strike}, "
+            f"funding every {format_duration(instrument.funding_period)}; {margin} {instrument.margin_asset}"
+        )
+    if isinstance(instrument, PoolConfig):
+        fee_pct = _num(Decimal(instrument.fee) / 10_000)
+        spacing = instrument.effective_tick_spacing
+        return (
+            f"{instrument.token0}/{instrument.token1} on {instrument.venue} (v{instrument.version}), "
+            f"fee {fee_pct}%, tick spacing {spacing}, {_short(instrument.address)}"
+        )
+    return ""
+
+
+def _print_summary(out: Console, config: PerpetuaConfig) -> None:
+    """Tables of venues, instruments, strategies and risk limits, then storage and backtest lines."""
+    venues = Table(title="Venues", title_justify="left")
+    for column in ("name", "kind", "details", "credentials (env vars)"):
+        venues.add_column(column, overflow="fold")
+    for venue in config.venues:
+        env = ", ".join(_env_status(name) for name in venue.env_vars().values()) or "-"
+        venues.add_row(venue.name, venue.kind, _venue_details(venue), env, style=None)
+    out.print(venues)
+
+    instruments = Table(title="Instruments and tokens", title_justify="left")
+    for column in ("id", "kind", "details"):
+        instruments.add_column(column, overflow="fold")
+    for token in config.tokens:
+        instruments.add_row(token.id, "token", _instrument_details(token))
+    for instrument in config.instruments:
+        instruments.add_row(instrument.id, instrument.kind, _instrument_details(instrument))
+    out.print(instruments)
+
+    strategies = Table(title="Strategies", title_justify="left")
+    for column in ("name", "strategy", "venues", "instruments", "params"):
+        strategies.add_column(column, overflow="fold")
+    for strategy in config.strategies:
+        params = ", ".join(f"{k}={v}" for k, v in strategy.params.items()) or "-"
+        name = strategy.name if strategy.enabled else f"{strategy.name} (disabled)"
+        strategies.add_row(
+            name, strategy.strategy, ", ".join(strategy.venues), ", ".join(strategy.instruments), params
+        )
+    if not config.strategies:
+        strategies.add_row("-", "no strategy configured", "", "", "")
+    out.print(strategies)
+
+    risk = Table(title="Risk limits", title_justify="left")
+    for column in ("limit", "value", "unit"):
+        risk.add_column(column, overflow="fold")
+    for row in config.risk.summary():
+        risk.add_row(*row)
+    out.print(risk)
+
+    storage = config.storage
+    password = f", password from {_env_status(storage.password_env)}" if storage.password_env else ""
+    out.print(f"Storage: {_escape(storage.url)}{password}", soft_wrap=True)
+    if config.backtest is not None:
+        bt = config.backtest
+        out.print(
+            f"Backtest: {_when(bt.start)} to {_when(bt.end)}, data in {_escape(str(bt.data_dir))}, "
+            f"balances on {_count(len(bt.initial_balances), 'venue')}",
+            soft_wrap=True,
+        )
+
+
+def _print_env_warnings(config: PerpetuaConfig) -> None:
+    """A warning for each referenced environment variable that is not set (never its value)."""
+    missing = [(where, name) for where, name in config.env_vars() if not os.environ.get(name)]
+    if not missing:
+        return
+    err = _err()
+    for where, name in missing:
+        err.print(
+            f"warning: environment variable {name} ({where}) is not set; export it before trading",
+            markup=False,
+            soft_wrap=True,
+        )

@@ -1,0 +1,460 @@
+"""The trading engine: the one kernel that backtests, paper trading and live bots share.
+
+It keeps the market state that events carry (quotes, books, pool states, oracle prices, the
+market session), applies our fills and order updates to orders and the portfolio, routes each
+event to the strategies that subscribe to its type, fires timers in time order, and sends
+strategies' requests through the risk checks to the venues.
+
+It does no I/O and owns no loop: a driver feeds it. The backtester's replay driver feeds recorded
+events on a simulated clock; the live runner feeds connector streams on the wall clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from core.calendar import MarketCalendar
+from core.clock import Clock
+from core.enums import OrderStatus, Session
+from core.errors import InvalidInput
+from core.events import (
+    BookUpdate,
+    Event,
+    Fill,
+    FundingRate,
+    MarketStatus,
+    OraclePrice,
+    OrderUpdate,
+    PoolState,
+    Quote,
+    Trade,
+)
+from core.instruments import InstrumentRegistry, TokenizedStock
+from core.orders import ClientOrderIds, Order, OrderRegistry, OrderRequest, Request
+from core.portfolio import Portfolio
+from core.venue import Venue
+
+
+class RiskCheck(Protocol):
+    """A pre-trade check: returns None to pass, or the reason to refuse."""
+
+    def check(self, request: Request, engine: TradingEngine) -> str | None:
+        """Judge one request against the engine's current state."""
+        ...
+
+
+class StrategyLike(Protocol):
+    """What the engine needs of a strategy (see `strategies.base.Strategy`)."""
+
+    name: str
+
+    def subscriptions(self) -> frozenset[type]:
+        """Event types that wake the strategy."""
+        ...
+
+    async def on_start(self, ctx: Any, **kwargs: Any) -> None:
+        """Called once before the first event."""
+        ...
+
+    async def on_stop(self, ctx: Any, **kwargs: Any) -> None:
+        """Called once after the last event."""
+        ...
+
+    async def on_timer(self, ctx: Any, name: str, **kwargs: Any) -> None:
+        """A scheduled timer fired."""
+        ...
+
+    def handler(self, event_type: type) -> Handler:
+        """The coroutine function to call as `handler(ctx, event)` for events of `event_type`."""
+        ...
+
+
+Handler = Callable[[Any, Any], Awaitable[None]]
+
+_EVENT_TYPES = (
+    Quote,
+    Trade,
+    BookUpdate,
+    PoolState,
+    OraclePrice,
+    FundingRate,
+    MarketStatus,
+    OrderUpdate,
+    Fill,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceSource:
+    """Where the real stock's price comes from: a quote's mid on a venue, or an oracle."""
+
+    underlying: str
+    venue: str
+    instrument: str
+    max_age_ns: int
+    from_oracle: bool = False
+
+
+@dataclass(slots=True)
+class _Book:
+    """Aggregated L2 book, price -> size per side."""
+
+    bids: dict[float, float] = field(default_factory=dict)
+    asks: dict[float, float] = field(default_factory=dict)
+    ts: int = 0
+
+    def snapshot(self, venue: str, instrument: str) -> BookUpdate:
+        bids = tuple(sorted(self.bids.items(), reverse=True))
+        asks = tuple(sorted(self.asks.items()))
+        return BookUpdate(self.ts, venue, instrument, bids, asks, True)
+
+
+class StrategyContext:
+    """The context one strategy sees (`core.context.Context`), bound to the shared engine."""
+
+    def __init__(self, engine: TradingEngine, strategy: StrategyLike, index: int) -> None:
+        self._engine = engine
+        self._index = index
+        self.strategy = strategy
+        self.mode = engine.mode
+        self.instruments = engine.instruments
+        self.portfolio = engine.portfolio
+        self.calendar = engine.calendar
+        self.pricing = engine.pricing
+        self.log = logging.getLogger(f"perpetua.strategy.{strategy.name}")
+        self._ids = ClientOrderIds(f"{engine.order_id_prefix}{strategy.name}")
+
+    @property
+    def now(self) -> int:
+        """Current time, ns since the epoch, UTC."""
+        return self._engine.clock.now_ns()
+
+    @property
+    def session(self) -> Session:
+        """The US equity session in force now."""
+        return self._engine.session
+
+    def quote(self, venue: str, instrument: str) -> Quote | None:
+        """Latest top of book for `instrument` on `venue`."""
+        return self._engine.quotes.get((venue, instrument))
+
+    def book(self, venue: str, instrument: str) -> BookUpdate | None:
+        """Current order book as a full snapshot, best level first."""
+        return self._engine.book(venue, instrument)
+
+    def pool(self, venue: str, pool: str) -> PoolState | None:
+        """Latest state of an AMM pool."""
+        return self._engine.pools.get((venue, pool))
+
+    def oracle(self, source: str, instrument: str) -> OraclePrice | None:
+        """Latest oracle price."""
+        return self._engine.oracles.get((source, instrument))
+
+    def reference_price(self, underlying: str) -> float | None:
+        """Fresh price of the real stock, or None."""
+        return self._engine.reference_price(underlying)
+
+    def fair_value(self, token: str) -> float | None:
+        """Reference price x multiplier of `token` now, or None without a fresh reference."""
+        return self._engine.fair_value(token)
+
+    def open_orders(self, venue: str | None = None) -> list[Order]:
+        """This strategy's unfinished orders."""
+        return self._engine.open_orders(self._index, venue)
+
+    def new_client_order_id(self) -> str:
+        """A fresh deterministic client order id."""
+        return self._ids.next()
+
+    async def submit(self, request: Request) -> Order:
+        """Send `request` through the risk checks to its venue."""
+        return await self._engine.submit(request, self._index)
+
+    async def cancel(self, client_order_id: str) -> None:
+        """Cancel one of our open orders."""
+        await self._engine.cancel(client_order_id)
+
+    def schedule(self, at_ns: int, name: str) -> None:
+        """Call `on_timer(ctx, name)` at `at_ns`."""
+        self._engine.schedule(at_ns, self._index, name)
+
+    def balance(self, venue: str, asset: str) -> Decimal:
+        """Our balance of `asset` on `venue`."""
+        return self.portfolio.balance(venue, asset)
+
+
+class TradingEngine:
+    """Market state, orders, portfolio, timers and strategy dispatch. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        instruments: InstrumentRegistry,
+        portfolio: Portfolio,
+        calendar: MarketCalendar,
+        venues: Mapping[str, Venue],
+        strategies: Iterable[StrategyLike] = (),
+        risk_checks: Iterable[RiskCheck] = (),
+        references: Iterable[ReferenceSource] = (),
+        pricing: Any = None,
+        mode: str = "backtest",
+        order_id_prefix: str = "",
+    ) -> None:
+        self.clock = clock
+        self.instruments = instruments
+        self.portfolio = portfolio
+        self.calendar = calendar
+        self.venues = dict(venues)
+        self.risk_checks = list(risk_checks)
+        self.pricing = pricing
+        self.mode = mode
+        self.order_id_prefix = order_id_prefix
+        self.log = logging.getLogger("perpetua.engine")
+        self.quotes: dict[tuple[str, str], Quote] = {}
+        self.trades: dict[tuple[str, str], Trade] = {}
+        self.pools: dict[tuple[str, str], PoolState] = {}
+        self.oracles: dict[tuple[str, str], OraclePrice] = {}
+        self.funding: dict[tuple[str, str], FundingRate] = {}
+        self._books: dict[tuple[str, str], _Book] = {}
+        self.session: Session = Session.CLOSED
+        self.orders = OrderRegistry()
+        self._owner: dict[str, int] = {}
+        self._references = {ref.underlying: ref for ref in references}
+        self._timers: list[tuple[int, int, int, str]] = []
+        self._timer_seq = 0
+        self.strategies: list[StrategyLike] = []
+        self.contexts: list[StrategyContext] = []
+        self._routes: dict[type, list[tuple[Handler, StrategyContext]]] = {t: [] for t in _EVENT_TYPES}
+        self._own_routes: list[dict[type, Handler]] = []
+        self._update: dict[type, Callable[[Any], None]] = {
+            Quote: self._on_quote,
+            Trade: self._on_trade,
+            BookUpdate: self._on_book,
+            PoolState: self._on_pool,
+            OraclePrice: self._on_oracle,
+            FundingRate: self._on_funding,
+            MarketStatus: self._on_market_status,
+            OrderUpdate: self._on_order_update,
+            Fill: self._on_fill,
+        }
+        self.fills: list[Fill] = []
+        self.rejections: list[OrderUpdate] = []
+        for strategy in strategies:
+            self.add_strategy(strategy)
+
+    # -- composition -------------------------------------------------------------------------
+
+    def add_strategy(self, strategy: StrategyLike) -> StrategyContext:
+        """Register a strategy; its subscriptions decide which events wake it."""
+        index = len(self.strategies)
+        ctx = StrategyContext(self, strategy, index)
+        self.strategies.append(strategy)
+        self.contexts.append(ctx)
+        subscribed = strategy.subscriptions()
+        self._own_routes.append({t: strategy.handler(t) for t in (OrderUpdate, Fill) if t in subscribed})
+        for event_type in subscribed - {OrderUpdate, Fill}:  # our order events go to their owner only
+            self._routes[event_type].append((strategy.handler(event_type), ctx))
+        return ctx
+
+    async def start(self) -> None:
+        """Call every strategy's `on_start`."""
+        for strategy, ctx in zip(self.strategies, self.contexts, strict=True):
+            await strategy.on_start(ctx)
+
+    async def stop(self) -> None:
+        """Call every strategy's `on_stop`."""
+        for strategy, ctx in zip(self.strategies, self.contexts, strict=True):
+            await strategy.on_stop(ctx)
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def process(self, event: Event) -> None:
+        """Apply one event to the state, then hand it to the strategies that want it."""
+        event_type = type(event)
+        try:
+            update = self._update[event_type]
+        except KeyError:
+            raise InvalidInput("event", event_type.__name__, "unknown event type") from None
+        update(event)
+        if event_type is Fill or event_type is OrderUpdate:
+            owner = self._owner.get(event.client_order_id)  # type: ignore[union-attr]
+            own = None if owner is None else self._own_routes[owner].get(event_type)
+            if own is not None:
+                await own(self.contexts[owner], event)  # type: ignore[index]
+            return
+        for handler, ctx in self._routes[event_type]:
+            await handler(ctx, event)
+
+    def _on_quote(self, event: Quote) -> None:
+        self.quotes[(event.venue, event.instrument)] = event
+
+    def _on_trade(self, event: Trade) -> None:
+        self.trades[(event.venue, event.instrument)] = event
+
+    def _on_book(self, event: BookUpdate) -> None:
+        key = (event.venue, event.instrument)
+        book = self._books.get(key)
+        if book is None or event.is_snapshot:
+            book = self._books[key] = _Book()
+        for side, levels in ((book.bids, event.bids), (book.asks, event.asks)):
+            for price, size in levels:
+                if size > 0.0:
+                    side[price] = size
+                else:
+                    side.pop(price, None)
+        book.ts = event.ts
+        if book.bids and book.asks:
+            bid = max(book.bids)
+            ask = min(book.asks)
+            self.quotes[key] = Quote(
+                event.ts, event.venue, event.instrument, bid, ask, book.bids[bid], book.asks[ask]
+            )
+
+    def _on_pool(self, event: PoolState) -> None:
+        self.pools[(event.venue, event.pool)] = event
+
+    def _on_oracle(self, event: OraclePrice) -> None:
+        self.oracles[(event.source, event.instrument)] = event
+
+    def _on_funding(self, event: FundingRate) -> None:
+        self.funding[(event.venue, event.instrument)] = event
+
+    def _on_market_status(self, event: MarketStatus) -> None:
+        self.session = event.session
+
+    def _on_order_update(self, event: OrderUpdate) -> None:
+        order = self.orders.get(event.client_order_id)
+        if event.venue_order_id:
+            order.venue_order_id = event.venue_order_id
+        # Fills move the filled quantity; an update only moves the status.
+        if event.status in (OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED) or event.status is order.status:
+            return
+        order.transition(event.status, event.reason)
+        if event.status is OrderStatus.REJECTED:
+            self.rejections.append(event)
+
+    def _on_fill(self, event: Fill) -> None:
+        order = self.orders.get(event.client_order_id)
+        total = _request_quantity(order.request, event)
+        self.portfolio.apply_fill(event)
+        order.apply_fill(event.quantity, event.price, total)
+        self.fills.append(event)
+
+    # -- state queries -----------------------------------------------------------------------
+
+    def book(self, venue: str, instrument: str) -> BookUpdate | None:
+        """The current book of `instrument` on `venue` as a full snapshot."""
+        book = self._books.get((venue, instrument))
+        return None if book is None else book.snapshot(venue, instrument)
+
+    def reference_price(self, underlying: str) -> float | None:
+        """Fresh price of the real stock from its configured source, or None."""
+        ref = self._references.get(underlying)
+        if ref is None:
+            return None
+        now = self.clock.now_ns()
+        if ref.from_oracle:
+            oracle = self.oracles.get((ref.venue, ref.instrument))
+            if oracle is None or now - oracle.publish_ts > ref.max_age_ns:
+                return None
+            return oracle.price
+        quote = self.quotes.get((ref.venue, ref.instrument))
+        if quote is None or now - quote.ts > ref.max_age_ns:
+            return None
+        return 0.5 * (quote.bid + quote.ask)
+
+    def fair_value(self, token: str) -> float | None:
+        """Reference price of the token's underlying x its multiplier now, or None."""
+        instrument = self.instruments[token]
+        if not isinstance(instrument, TokenizedStock):
+            raise InvalidInput("token", token, "is not a tokenized stock")
+        price = self.reference_price(instrument.underlying)
+        if price is None:
+            return None
+        return price * float(instrument.multiplier.at(self.clock.now_ns()))
+
+    def open_orders(self, owner: int | None = None, venue: str | None = None) -> list[Order]:
+        """Unfinished orders, optionally of one strategy and one venue."""
+        return [
+            o
+            for o in self.orders.open_orders()
+            if (owner is None or self._owner.get(o.client_order_id) == owner)
+            and (venue is None or o.request.venue == venue)
+        ]
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def submit(self, request: Request, owner: int) -> Order:
+        """Register, risk-check and send a request; a refusal comes back as a REJECTED order."""
+        order, created = self.orders.register(request)
+        if not created:
+            return order  # an idempotent retry: never send twice
+        self._owner[request.client_order_id] = owner
+        venue = self.venues.get(request.venue)
+        reason = None if venue is not None else f"unknown venue {request.venue!r}"
+        for check in self.risk_checks:
+            if reason is not None:
+                break
+            reason = check.check(request, self)
+        if reason is not None:
+            self.log.warning("refused %s: %s", request.client_order_id, reason)
+            await self.process(
+                OrderUpdate(
+                    self.clock.now_ns(),
+                    request.venue,
+                    request.client_order_id,
+                    OrderStatus.REJECTED,
+                    "",
+                    Decimal(0),
+                    None,
+                    reason,
+                )
+            )
+            return order
+        assert venue is not None
+        ack = await venue.submit(request)
+        if ack.status is not order.status:
+            await self.process(ack)
+        return order
+
+    async def cancel(self, client_order_id: str) -> None:
+        """Ask the order's venue to cancel it; the venue's update moves the order."""
+        order = self.orders.get(client_order_id)
+        if order.status.is_terminal:
+            return
+        update = await self.venues[order.request.venue].cancel(client_order_id)
+        if update.status is not order.status:
+            await self.process(update)
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def schedule(self, at_ns: int, owner: int, name: str) -> None:
+        """Queue `on_timer(name)` of strategy `owner` at `at_ns` (ns); ties fire in schedule order."""
+        if at_ns < self.clock.now_ns():
+            raise InvalidInput("at_ns", at_ns, f"is in the past (now {self.clock.now_ns()})")
+        heapq.heappush(self._timers, (at_ns, self._timer_seq, owner, name))
+        self._timer_seq += 1
+
+    def next_timer_ns(self) -> int | None:
+        """When the next timer is due, or None."""
+        return self._timers[0][0] if self._timers else None
+
+    async def fire_timer(self) -> int:
+        """Fire the earliest timer (the driver has set the clock to its time); returns that time."""
+        at_ns, _, owner, name = heapq.heappop(self._timers)
+        await self.strategies[owner].on_timer(self.contexts[owner], name)
+        return at_ns
+
+
+def _request_quantity(request: Request, fill: Fill) -> Decimal:
+    """The quantity a fill counts against: an order's size; a swap or issuer request fills once."""
+    if isinstance(request, OrderRequest):
+        return request.quantity
+    quantity = getattr(request, "quantity", None)
+    return quantity if isinstance(quantity, Decimal) else fill.quantity
