@@ -1,1 +1,1 @@
-"""Perpetua connectors layer."""
+"""Connectors: the outside world (and its simulation) behind the venue port of `core.venue`."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -74,7 +74,7 @@ class StrategyLike(Protocol):
         ...
 
 
-Handler = Callable[[Any, Any], Awaitable[None]]
+Handler = Callable[[Any, Any], Coroutine[Any, Any, None]]
 
 _EVENT_TYPES = (
     Quote,
@@ -226,7 +226,7 @@ class TradingEngine:
         self.orders = OrderRegistry()
         self._owner: dict[str, int] = {}
         self._references = {ref.underlying: ref for ref in references}
-        self._timers: list[tuple[int, int, int, str]] = []
+        self.timer_heap: list[tuple[int, int, int, str]] = []  # (at_ns, seq, strategy, name)
         self._timer_seq = 0
         self.strategies: list[StrategyLike] = []
         self.contexts: list[StrategyContext] = []
@@ -274,8 +274,13 @@ class TradingEngine:
 
     # -- events ------------------------------------------------------------------------------
 
-    async def process(self, event: Event) -> None:
-        """Apply one event to the state, then hand it to the strategies that want it."""
+    def apply(self, event: Event) -> Sequence[tuple[Handler, StrategyContext]]:
+        """Apply one event to the state; return the `(handler, ctx)` pairs that must see it.
+
+        Our own `Fill`s and `OrderUpdate`s go to the strategy that sent the order, market events to
+        every strategy subscribed to their type. Drivers that run coroutines themselves (the
+        backtester) call this and then each handler; others call `process`.
+        """
         event_type = type(event)
         try:
             update = self._update[event_type]
@@ -285,10 +290,22 @@ class TradingEngine:
         if event_type is Fill or event_type is OrderUpdate:
             owner = self._owner.get(event.client_order_id)  # type: ignore[union-attr]
             own = None if owner is None else self._own_routes[owner].get(event_type)
-            if own is not None:
-                await own(self.contexts[owner], event)  # type: ignore[index]
-            return
-        for handler, ctx in self._routes[event_type]:
+            return () if own is None else ((own, self.contexts[owner]),)  # type: ignore[index]
+        return self._routes[event_type]
+
+    def market_dispatch(
+        self,
+    ) -> dict[type, tuple[Callable[[Any], None], list[tuple[Handler, StrategyContext]]]]:
+        """Per market-event type: the state update and the subscribed handlers (for fast drivers).
+
+        The lists are live: strategies added later appear in them. Our own `Fill`s and
+        `OrderUpdate`s are not market events and must go through `apply`.
+        """
+        return {t: (self._update[t], self._routes[t]) for t in _EVENT_TYPES if t not in (Fill, OrderUpdate)}
+
+    async def process(self, event: Event) -> None:
+        """Apply one event to the state, then await every handler that must see it."""
+        for handler, ctx in self.apply(event):
             await handler(ctx, event)
 
     def _on_quote(self, event: Quote) -> None:
@@ -438,16 +455,16 @@ class TradingEngine:
         """Queue `on_timer(name)` of strategy `owner` at `at_ns` (ns); ties fire in schedule order."""
         if at_ns < self.clock.now_ns():
             raise InvalidInput("at_ns", at_ns, f"is in the past (now {self.clock.now_ns()})")
-        heapq.heappush(self._timers, (at_ns, self._timer_seq, owner, name))
+        heapq.heappush(self.timer_heap, (at_ns, self._timer_seq, owner, name))
         self._timer_seq += 1
 
     def next_timer_ns(self) -> int | None:
         """When the next timer is due, or None."""
-        return self._timers[0][0] if self._timers else None
+        return self.timer_heap[0][0] if self.timer_heap else None
 
     async def fire_timer(self) -> int:
         """Fire the earliest timer (the driver has set the clock to its time); returns that time."""
-        at_ns, _, owner, name = heapq.heappop(self._timers)
+        at_ns, _, owner, name = heapq.heappop(self.timer_heap)
         await self.strategies[owner].on_timer(self.contexts[owner], name)
         return at_ns
 

@@ -1,0 +1,1 @@
+"""Simulated venues: the same classes back backtests and paper trading."""
