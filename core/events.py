@@ -127,8 +127,9 @@ class OrderUpdate(NamedTuple):
 class Fill(NamedTuple):
     """One execution of one of our orders (or swaps, mints, redeems): the event that moves money.
 
-    `price` is in quote currency per unit of `quantity`; `fee` is in `fee_asset` and is always
-    paid (>= 0; a rebate is a negative fee).
+    `price` is in quote currency per unit of `quantity`; `fee` is in `fee_asset` (a rebate is a
+    negative fee). `notional`, when set, is the exact quote amount that changed hands (swaps: the
+    integer amounts the pool moved), which `quantity * price` may only approximate.
     """
 
     ts: int
@@ -142,6 +143,7 @@ class Fill(NamedTuple):
     fee_asset: str
     liquidity: Liquidity = Liquidity.TAKER
     trade_id: str = ""
+    notional: Decimal | None = None
 
 
 Event = Quote | Trade | BookUpdate | PoolState | OraclePrice | FundingRate | MarketStatus | OrderUpdate | Fill

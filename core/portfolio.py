@@ -224,7 +224,8 @@ class Portfolio:
             deltas: dict[str, Decimal] = {}
             if isinstance(instrument, Spot):
                 _add(deltas, instrument.base, signed)
-                _add(deltas, instrument.quote, -signed * fill.price)
+                value = fill.quantity * fill.price if fill.notional is None else fill.notional
+                _add(deltas, instrument.quote, -fill.side.sign * value)
             elif isinstance(instrument, StockPerp):
                 # Realized-PnL accounting: only what the fill closed moves cash.
                 _add(deltas, instrument.quote, realized)
@@ -380,6 +381,10 @@ class Portfolio:
         _require_decimal("fill.fee", fill.fee)
         if fill.fee != 0:
             _require_name("fill.fee_asset", fill.fee_asset)
+        if fill.notional is not None:
+            _require_positive("fill.notional", fill.notional)
+            if not isinstance(instrument, Spot):
+                raise InvalidInput("fill.notional", fill.notional, "only spot fills (swaps) carry a notional")
         return instrument
 
     def _position_or_flat(self, key: Key, instrument: Tradable) -> Position:

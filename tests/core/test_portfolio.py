@@ -608,3 +608,37 @@ def test_perp_fill_sequences_match_the_fraction_model(trades: list[tuple[Side, i
         # Flat: realized PnL is exactly the cash the fills moved, no rounding left.
         flows = sum(f_side.sign * Fraction(q, 10) * Fraction(-p, 100) for f_side, q, p in trades)
         assert Fraction(position.realized_pnl) == flows * Fraction(1, 10)
+
+
+def test_notional_moves_the_quote_balance_exactly() -> None:
+    # A swap of 3 base units of a 6-decimal token for 1 unit of quote: price 1/3 is not a finite
+    # decimal, the exact notional is.
+    from core.enums import Liquidity
+    from core.events import Fill
+    from core.instruments import InstrumentRegistry, Spot
+    from core.portfolio import Portfolio
+
+    registry = InstrumentRegistry([Spot("A/B", "A", "B")])
+    portfolio = Portfolio(registry)
+    portfolio.deposit("pool", "B", Decimal("10"))
+    price = Decimal("0.000001") / Decimal("0.000003")
+    fill = Fill(
+        1,
+        "pool",
+        "A/B",
+        "s-1",
+        Side.BUY,
+        price,
+        Decimal("0.000003"),
+        Decimal(0),
+        "",
+        Liquidity.TAKER,
+        "",
+        Decimal("0.000001"),
+    )
+    portfolio.apply_fill(fill)
+    assert portfolio.balance("pool", "B") == Decimal("9.999999")
+    assert portfolio.balance("pool", "A") == Decimal("0.000003")
+    bad = fill._replace(notional=Decimal(0), client_order_id="s-2")
+    with pytest.raises(InvalidInput, match="fill.notional: must be > 0"):
+        portfolio.apply_fill(bad)
