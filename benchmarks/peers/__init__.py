@@ -1,0 +1,1 @@
+"""Benchmark peers that need their own virtualenv (`.venv-peers`, made by `make bench`)."""
