@@ -10,7 +10,8 @@ your code):
 - `on_start(ctx)`, once before the first event; `on_stop(ctx)`, once after the last.
 - `on_event(ctx, event)`: every event the strategy subscribes to. The default implementation
   calls the typed handler for the event's type: `on_quote`, `on_trade`, `on_book`,
-  `on_pool_state`, `on_oracle`, `on_funding`, `on_market_status`, `on_order_update`, `on_fill`.
+  `on_pool_state`, `on_oracle`, `on_funding`, `on_market_status`, `on_order_update`, `on_fill`,
+  `on_funding_payment` (funding we paid or received, already applied to the portfolio).
 - `on_timer(ctx, name)`: a timer set with `ctx.schedule(at_ns, name)` fired.
 
 Which events wake a strategy: `subscriptions()` returns the event types it wants. By default these
@@ -34,6 +35,7 @@ from core.events import (
     BookUpdate,
     Event,
     Fill,
+    FundingPayment,
     FundingRate,
     MarketStatus,
     OraclePrice,
@@ -63,6 +65,7 @@ HANDLERS: dict[type, str] = {
     MarketStatus: "on_market_status",
     OrderUpdate: "on_order_update",
     Fill: "on_fill",
+    FundingPayment: "on_funding_payment",
 }
 """Typed handler name for each event type."""
 
@@ -132,3 +135,6 @@ class Strategy:
 
     async def on_fill(self, ctx: Context, event: Fill, **kwargs: Any) -> None:
         """One of our orders (or swaps, mints, redeems) executed, already applied to the portfolio."""
+
+    async def on_funding_payment(self, ctx: Context, event: FundingPayment, **kwargs: Any) -> None:
+        """A venue charged (amount > 0) or paid us (amount < 0) funding, already applied to the portfolio."""
