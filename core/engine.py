@@ -26,6 +26,7 @@ from core.events import (
     BookUpdate,
     Event,
     Fill,
+    FundingPayment,
     FundingRate,
     MarketStatus,
     OraclePrice,
@@ -86,6 +87,7 @@ _EVENT_TYPES = (
     MarketStatus,
     OrderUpdate,
     Fill,
+    FundingPayment,
 )
 
 
@@ -242,6 +244,7 @@ class TradingEngine:
             MarketStatus: self._on_market_status,
             OrderUpdate: self._on_order_update,
             Fill: self._on_fill,
+            FundingPayment: self._on_funding_payment,
         }
         self.fills: list[Fill] = []
         self.rejections: list[OrderUpdate] = []
@@ -357,11 +360,19 @@ class TradingEngine:
             self.rejections.append(event)
 
     def _on_fill(self, event: Fill) -> None:
+        if not event.client_order_id:
+            # Venue-initiated (a liquidation): moves the portfolio, belongs to no order (ids are never empty).
+            self.portfolio.apply_fill(event)
+            self.fills.append(event)
+            return
         order = self.orders.get(event.client_order_id)
         total = _request_quantity(order.request, event)
         self.portfolio.apply_fill(event)
         order.apply_fill(event.quantity, event.price, total)
         self.fills.append(event)
+
+    def _on_funding_payment(self, event: FundingPayment) -> None:
+        self.portfolio.apply_funding(event.ts, event.venue, event.instrument, event.amount)
 
     # -- state queries -----------------------------------------------------------------------
 

@@ -146,5 +146,30 @@ class Fill(NamedTuple):
     notional: Decimal | None = None
 
 
-Event = Quote | Trade | BookUpdate | PoolState | OraclePrice | FundingRate | MarketStatus | OrderUpdate | Fill
+class FundingPayment(NamedTuple):
+    """Funding we paid on one derivative position at a venue (a venue's report, like a `Fill`).
+
+    `amount` is in the settlement `asset` (perp: quote, option: margin asset), paid by us when
+    positive, received when negative; the engine applies it with `Portfolio.apply_funding`.
+    """
+
+    ts: int
+    venue: str
+    instrument: str
+    amount: Decimal
+    asset: str
+
+
+Event = (
+    Quote
+    | Trade
+    | BookUpdate
+    | PoolState
+    | OraclePrice
+    | FundingRate
+    | MarketStatus
+    | OrderUpdate
+    | Fill
+    | FundingPayment
+)
 """Every event type the engine routes."""
