@@ -227,8 +227,10 @@ class TradingEngine:
         self.session: Session = Session.CLOSED
         self.orders = OrderRegistry()
         self._owner: dict[str, int] = {}
-        self._references = {ref.underlying: ref for ref in references}
-        self.timer_heap: list[tuple[int, int, int, str]] = []  # (at_ns, seq, strategy, name)
+        self.references = list(references)
+        self._references = {ref.underlying: ref for ref in self.references}
+        # (at_ns, seq, strategy index or -1 for a driver hook, timer name or hook)
+        self.timer_heap: list[tuple[int, int, int, Any]] = []
         self._timer_seq = 0
         self.strategies: list[StrategyLike] = []
         self.contexts: list[StrategyContext] = []
@@ -381,28 +383,30 @@ class TradingEngine:
         book = self._books.get((venue, instrument))
         return None if book is None else book.snapshot(venue, instrument)
 
-    def reference_price(self, underlying: str) -> float | None:
-        """Fresh price of the real stock from its configured source, or None."""
+    def reference_price(self, underlying: str, max_age_ns: int | None = None) -> float | None:
+        """Price of the real stock from its configured source, or None when absent or older than
+        `max_age_ns` (default: the source's own limit; valuation passes a large one)."""
         ref = self._references.get(underlying)
         if ref is None:
             return None
+        limit = ref.max_age_ns if max_age_ns is None else max_age_ns
         now = self.clock.now_ns()
         if ref.from_oracle:
             oracle = self.oracles.get((ref.venue, ref.instrument))
-            if oracle is None or now - oracle.publish_ts > ref.max_age_ns:
+            if oracle is None or now - oracle.publish_ts > limit:
                 return None
             return oracle.price
         quote = self.quotes.get((ref.venue, ref.instrument))
-        if quote is None or now - quote.ts > ref.max_age_ns:
+        if quote is None or now - quote.ts > limit:
             return None
         return 0.5 * (quote.bid + quote.ask)
 
-    def fair_value(self, token: str) -> float | None:
+    def fair_value(self, token: str, max_age_ns: int | None = None) -> float | None:
         """Reference price of the token's underlying x its multiplier now, or None."""
         instrument = self.instruments[token]
         if not isinstance(instrument, TokenizedStock):
             raise InvalidInput("token", token, "is not a tokenized stock")
-        price = self.reference_price(instrument.underlying)
+        price = self.reference_price(instrument.underlying, max_age_ns)
         if price is None:
             return None
         return price * float(instrument.multiplier.at(self.clock.now_ns()))
@@ -469,14 +473,26 @@ class TradingEngine:
         heapq.heappush(self.timer_heap, (at_ns, self._timer_seq, owner, name))
         self._timer_seq += 1
 
+    def schedule_hook(self, at_ns: int, hook: Callable[[int], None]) -> None:
+        """Call `hook(now_ns)` at `at_ns`, in time order with timers (drivers' own sampling)."""
+        heapq.heappush(self.timer_heap, (at_ns, self._timer_seq, -1, hook))
+        self._timer_seq += 1
+
+    def owner_of(self, client_order_id: str) -> int | None:
+        """Index of the strategy that sent an order, or None."""
+        return self._owner.get(client_order_id)
+
     def next_timer_ns(self) -> int | None:
         """When the next timer is due, or None."""
         return self.timer_heap[0][0] if self.timer_heap else None
 
     async def fire_timer(self) -> int:
         """Fire the earliest timer (the driver has set the clock to its time); returns that time."""
-        at_ns, _, owner, name = heapq.heappop(self.timer_heap)
-        await self.strategies[owner].on_timer(self.contexts[owner], name)
+        at_ns, _, owner, payload = heapq.heappop(self.timer_heap)
+        if owner < 0:
+            payload(self.clock.now_ns())
+        else:
+            await self.strategies[owner].on_timer(self.contexts[owner], payload)
         return at_ns
 
 

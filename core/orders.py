@@ -8,6 +8,7 @@ the engine's mutable record of one request's life; it moves only along `TRANSITI
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -227,3 +228,6 @@ class OrderRegistry:
 
     def __len__(self) -> int:
         return len(self._orders)
+
+    def __iter__(self) -> Iterator[Order]:
+        return iter(self._orders.values())
