@@ -45,7 +45,7 @@ from core.events import (
     Trade,
 )
 
-API_VERSION = (1, 0)
+API_VERSION = (1, 1)
 """(major, minor) of the strategy contract."""
 
 

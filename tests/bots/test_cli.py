@@ -35,7 +35,7 @@ def bad_config(tmp_path: Path) -> Path:
     text = text.replace("mode: sandbox", "mode: papr")
     text = text.replace("max_daily_loss: 1000 ", "max_daily_loss: -5 ")
     text = text.replace(
-        "venues: [uniswap_local, alpaca, binance]", "venues: [uniswap_local, alpaca, binanse]"
+        "venues: [binance, alpaca]", "venues: [alpaca, binanse]"
     )
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -45,7 +45,7 @@ def bad_config(tmp_path: Path) -> Path:
 BAD_LINES = [
     "mode: must be one of backtest, paper, live, sandbox, got 'papr'",
     "risk.max_daily_loss: must be > 0, got -5",
-    "strategies[0].venues[2]: unknown venue (did you mean 'binance'?), got 'binanse'",
+    "strategies[0].venues[1]: unknown venue (did you mean 'binance'?), got 'binanse'",
 ]
 
 
@@ -72,11 +72,11 @@ def test_check_config_prints_a_summary(monkeypatch: pytest.MonkeyPatch) -> None:
     result = invoke("check-config")
     assert result.exit_code == 0, result.output
     assert (
-        "config.yaml is valid: sandbox mode, 6 venues, 5 instruments, 1 token, 1 strategy." in result.stdout
+        "config.yaml is valid: sandbox mode, 6 venues, 6 instruments, 1 token, 1 strategy." in result.stdout
     )
     for text in (
         "uniswap_local",
-        "binance testnet; markets: TSLA-PERP = TSLA/USDT:USDT",
+        "binance testnet; markets: TSLAx/USDT = TSLAX/USDT, TSLA-PERP = TSLA/USDT:USDT",
         "TSLA x 1.0 -> 1.0042 at 2026-06-15T13:30:00Z",
         "BTC-100000-C-7D/TSLAx",
         "fee 0.3%, tick spacing 60",

@@ -112,7 +112,7 @@ def test_default_config_yaml_validates_and_builds_instruments() -> None:
         "sim_options_pool",
     ]
     registry = config.instrument_registry()
-    assert len(registry) == 5
+    assert len(registry) == 6
     tslax = registry["TSLAx"]
     assert isinstance(tslax, TokenizedStock)
     assert tslax.decimals == 18
