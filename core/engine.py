@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from core.calendar import MarketCalendar
 from core.clock import Clock
 from core.enums import OrderStatus, Session
-from core.errors import InvalidInput
+from core.errors import IllegalTransition, InvalidInput
 from core.events import (
     BookUpdate,
     Event,
@@ -36,7 +36,7 @@ from core.events import (
     Trade,
 )
 from core.instruments import InstrumentRegistry, TokenizedStock
-from core.orders import ClientOrderIds, Order, OrderRegistry, OrderRequest, Request
+from core.orders import TRANSITIONS, ClientOrderIds, Order, OrderRegistry, OrderRequest, Request
 from core.portfolio import Portfolio
 from core.venue import Venue
 
@@ -355,7 +355,16 @@ class TradingEngine:
         if event.venue_order_id:
             order.venue_order_id = event.venue_order_id
         # Fills move the filled quantity; an update only moves the status.
-        if event.status in (OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED) or event.status is order.status:
+        moves = (
+            event.status not in (OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED)
+            and event.status is not order.status
+        )
+        if event.fee:
+            # A fee without a fill (gas of a reverted swap): check the move first, so all or nothing applies.
+            if moves and event.status not in TRANSITIONS[order.status]:
+                raise IllegalTransition(order.client_order_id, order.status.value, event.status.value)
+            self.portfolio.apply_fee(event.ts, event.venue, event.fee_asset, event.fee)
+        if not moves:
             return
         order.transition(event.status, event.reason)
         if event.status is OrderStatus.REJECTED:

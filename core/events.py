@@ -112,7 +112,11 @@ class MarketStatus(NamedTuple):
 
 
 class OrderUpdate(NamedTuple):
-    """A venue's report of an order's state; quantities in the instrument's size units."""
+    """A venue's report of an order's state; quantities in the instrument's size units.
+
+    `fee` (in `fee_asset`) is a charge that came without any execution, such as the gas burnt by a
+    reverted on-chain swap; the engine debits it like a fill's fee. 0 otherwise.
+    """
 
     ts: int
     venue: str
@@ -122,6 +126,8 @@ class OrderUpdate(NamedTuple):
     filled_quantity: Decimal = Decimal(0)
     average_price: Decimal | None = None
     reason: str = ""
+    fee: Decimal = Decimal(0)
+    fee_asset: str = ""
 
 
 class Fill(NamedTuple):

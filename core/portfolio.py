@@ -266,6 +266,24 @@ class Portfolio:
         self._funding[key] = new_funding
         self._ts = ts
 
+    def apply_fee(self, ts: int, venue: str, asset: str, amount: Decimal) -> None:
+        """Debit a fee charged without a fill (the gas of a reverted swap): `amount` of `asset` on `venue`.
+
+        Counted in `fees_paid` like a fill's fee (a negative amount is a rebate). Atomic like `apply_fill`.
+        """
+        if not isinstance(ts, int) or isinstance(ts, bool):
+            raise InvalidInput("fee.ts", ts, "must be integer nanoseconds")
+        _require_name("fee.venue", venue)
+        _require_name("fee.asset", asset)
+        _require_decimal("fee.amount", amount)
+        key = (venue, asset)
+        with localcontext(_CTX):
+            new_balances = self._new_balances(venue, {asset: -amount}, "fee")
+            new_fee = self._fees.get(key, _ZERO) + amount
+        self._balances.update(new_balances)
+        self._fees[key] = new_fee
+        self._ts = ts
+
     # ----------------------------------------------------------------------------------- queries
 
     @property
