@@ -7,7 +7,7 @@ Every venue of the config is replaced by the simulated venue that stands for it 
 | `ccxt`, `sim_book`    | `connectors.sim.book_exchange.BookExchange`   |
 | `alpaca`              | `connectors.sim.broker.SimBroker`             |
 | `issuer`              | `connectors.sim.issuer.SimIssuer`             |
-| `uniswap_v2/v3`, `sim_amm` | `connectors.sim.amm` (when present)      |
+| `uniswap_v2/v3`, `sim_amm` | `connectors.sim.amm.SimAmm`             |
 | `chainlink`           | none: oracle rounds go straight to the engine |
 
 Their costs come from the venue entry where it has them (`sim_book` fees and latency, `issuer`
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ import pricing
 from backtest.data import load_dataset
 from backtest.replay import EventStream, ReplayDriver
 from backtest.result import BacktestResult, Series
+from connectors.sim.amm import AmmConfig, AmmPoolSpec, SimAmm
+from connectors.sim.amm_gas import GasModel
 from connectors.sim.base import SimVenue
 from connectors.sim.book_exchange import BookExchange, BookExchangeConfig
 from connectors.sim.broker import BrokerAsset, BrokerConfig, SimBroker
@@ -54,11 +56,14 @@ from core.config import (
     ConfigIssue,
     IssuerVenue,
     PerpetuaConfig,
+    SimAmmVenue,
     SimBookVenue,
+    UniswapV2Venue,
+    UniswapV3Venue,
     issues_from_validation_error,
 )
 from core.engine import ReferenceSource, TradingEngine
-from core.instruments import InstrumentRegistry, PerpetualOption, Spot, StockPerp, TokenizedStock
+from core.instruments import InstrumentRegistry, PerpetualOption, Pool, Spot, StockPerp, TokenizedStock
 from core.portfolio import Portfolio
 from strategies.base import Strategy
 from strategies.loader import load_strategies
@@ -86,6 +91,11 @@ class SimSettings(BaseModel):
     latency_ms: int = Field(default=50, ge=0)
     spread_bps: Decimal = Field(default=Decimal(2), ge=0, le=1000)
     commission_per_share: Decimal = Field(default=Decimal(0), ge=0)
+    block_time_ms: int = Field(default=12_000, gt=0, description="AMM venues: time between blocks")
+    gas_price_gwei: Decimal = Field(default=Decimal(1), ge=0, description="AMM venues: constant gas price")
+    native_price: Decimal = Field(
+        default=Decimal(3000), gt=0, description="AMM venues: price of the chain's native coin (ETH) in USD"
+    )
 
 
 @dataclass
@@ -186,7 +196,9 @@ def build_backtest(
     venues: list[SimVenue] = []
     for venue_cfg in cfg.venues:
         venue_balances = {a: amt for (v, a), amt in balances.items() if v == venue_cfg.name}
-        venue = _sim_venue(venue_cfg, sim[venue_cfg.name], engine, registry, calendar, clock, venue_balances)
+        venue = _sim_venue(
+            cfg, venue_cfg, sim[venue_cfg.name], engine, registry, calendar, clock, venue_balances
+        )
         if venue is not None:
             engine.venues[venue.name] = venue
             venues.append(venue)
@@ -229,6 +241,7 @@ def _references(cfg: PerpetuaConfig, registry: InstrumentRegistry, max_age_ns: i
 
 
 def _sim_venue(
+    cfg: PerpetuaConfig,
     venue_cfg: Any,
     settings: SimSettings,
     engine: TradingEngine,
@@ -283,19 +296,51 @@ def _sim_venue(
             delay_ns=int(venue_cfg.settlement.total_seconds() * 1e9),
         )
         return SimIssuer(name, clock, calendar, tokens, issuer_config, balances)
-    return _amm_or_pool_venue(venue_cfg, settings, engine, registry, clock, balances)
+    return _amm_or_pool_venue(venue_cfg, settings, cfg, registry, clock, balances)
 
 
 def _amm_or_pool_venue(
     venue_cfg: Any,
     settings: SimSettings,
-    engine: TradingEngine,
+    cfg: PerpetuaConfig,
     registry: InstrumentRegistry,
     clock: SimulatedClock,
     balances: dict[str, Decimal],
 ) -> SimVenue | None:
-    """AMM and options-pool venues; None for kinds a backtest does not simulate (oracles)."""
-    return None
+    """AMM venues; None for kinds a backtest does not simulate (oracles, options pools for now)."""
+    if not isinstance(venue_cfg, UniswapV2Venue | UniswapV3Venue | SimAmmVenue):
+        return None
+    name = venue_cfg.name
+    pools = [i for i in registry if isinstance(i, Pool) and i.venue == name]
+    decimals = {t.id: t.decimals for t in cfg.tokens}
+    decimals.update({i.id: i.decimals for i in registry if isinstance(i, TokenizedStock)})
+    specs = []
+    for pool in pools:
+        # Swaps are booked on a spot pair of the pool's tokens at this venue: token/stablecoin.
+        base, quote = (pool.token1, pool.token0) if pool.token0 in DOLLARS else (pool.token0, pool.token1)
+        pair_id = amm_pair_id(pool)
+        if pair_id not in registry:
+            registry.add(Spot(pair_id, base, quote))
+        pair = registry[pair_id]
+        assert isinstance(pair, Spot)
+        specs.append(AmmPoolSpec(pool, pair))
+    if isinstance(venue_cfg, SimAmmVenue):
+        block_ns = int(venue_cfg.block_time.total_seconds() * 1e9)
+        gas = GasModel(v2_swap_units=venue_cfg.gas_per_swap, v3_swap_units=venue_cfg.gas_per_swap)
+        gas = replace(gas, price_gwei=venue_cfg.gas_price_gwei)
+    else:
+        block_ns = settings.block_time_ms * MS
+        gas = GasModel(price_gwei=settings.gas_price_gwei)
+    config = AmmConfig(
+        block_time_ns=block_ns, latency_ns=settings.latency_ms * MS, gas=gas, gas_fee_in="quote"
+    )
+    return SimAmm(name, clock, specs, decimals, config, balances, settings.native_price)
+
+
+def amm_pair_id(pool: Pool) -> str:
+    """Id of the spot pair a pool's swaps are booked on: `<token>/<stablecoin>@<venue>`."""
+    base, quote = (pool.token1, pool.token0) if pool.token0 in DOLLARS else (pool.token0, pool.token1)
+    return f"{base}/{quote}@{pool.venue}"
 
 
 class _EquitySampler:
@@ -396,6 +441,9 @@ class _EquitySampler:
         for (_, asset), amount in portfolio.fees().items():
             fees[asset] = fees.get(asset, Decimal(0)) + amount
         funding = sum(portfolio.funding().values(), Decimal(0))
+        amm_venues = {v.name for v in self.bt.venues if isinstance(v, SimAmm)}
+        gas = sum((f.fee for f in engine.fills if f.venue in amm_venues), Decimal(0))
+        gas += sum((u.fee for u in engine.rejections if u.venue in amm_venues), Decimal(0))
         owner = {
             order.client_order_id: engine.strategies[idx].name
             for order in engine.orders
@@ -416,6 +464,7 @@ class _EquitySampler:
             final_equity=final,
             portfolio=portfolio.snapshot(),
             fees=fees,
+            gas=gas,
             funding=funding,
             strategy_of_order=owner,
             series={

@@ -9,7 +9,7 @@ by scheme and host only (hosted RPC URLs carry their API key in the path).
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
@@ -140,10 +140,82 @@ def run(
     )
 
 
-@app.command(context_settings=_PLACEHOLDER_SETTINGS)
-def backtest(ctx: typer.Context) -> None:
-    """(not implemented yet) Replay recorded data through simulated venues with a config's strategies."""
-    _not_implemented("backtest", "replay recorded market data through simulated venues")
+@app.command()
+def backtest(
+    path: ConfigPath = Path("config.yaml"),
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from", metavar="TIME", help="Start (ISO date or time with zone; default: backtest.start)."
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option("--to", metavar="TIME", help="End, exclusive (default: backtest.end)."),
+    ] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Where report.html and metrics.json are written.")
+    ] = Path("reports/backtest"),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data", metavar="DIR", help="Dataset directory (default: backtest.data_dir)."),
+    ] = None,
+) -> None:
+    """Replay recorded data through simulated venues with the config's strategies; write a report."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from backtest.metrics import compute_metrics
+    from backtest.report import write_report
+    from backtest.runner import build_backtest
+    from core.errors import PerpetuaError
+
+    config = _load_or_exit(path)
+    start_ns = _time_option(start, "--from")
+    end_ns = _time_option(end, "--to")
+    try:
+        bt = build_backtest(config, data_dir=data_dir, start_ns=start_ns, end_ns=end_ns)
+    except ConfigError as exc:
+        _print_issues(path, exc)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except PerpetuaError as exc:
+        _err().print(f"perpetua backtest: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    out = _out()
+    columns = (
+        TextColumn("replaying"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=out, transient=True) as progress:
+        task = progress.add_task("replay", total=1.0)
+        result = bt.run(progress=lambda done: progress.update(task, completed=done))
+    metrics = compute_metrics(result)
+    table = Table(
+        title=f"Backtest of {_escape(str(path))}: {result.events:,} events in {result.wall_seconds:.1f} s"
+    )
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for label, value in metrics.table_rows():
+        table.add_row(_escape(label), _escape(value))
+    out.print(table)
+    report, metrics_json = write_report(result, metrics, out_dir)
+    out.print(f"Report: {_escape(str(report))}\nMetrics: {_escape(str(metrics_json))}", soft_wrap=True)
+
+
+def _time_option(value: str | None, option: str) -> int | None:
+    """An ISO date (00:00 UTC) or an aware ISO time as ns since the epoch; exit 2 when bad."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"must be an ISO date or time, got {value!r}", param_hint=option) from None
+    if parsed.tzinfo is None:
+        if len(value) > 10:
+            raise typer.BadParameter(f"a time needs a zone (e.g. Z), got {value!r}", param_hint=option)
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp()) * 1_000_000_000 + parsed.microsecond * 1_000
 
 
 @app.command(context_settings=_PLACEHOLDER_SETTINGS)
@@ -178,13 +250,17 @@ def _load_or_exit(path: Path) -> PerpetuaConfig:
     try:
         return load_config(path)
     except ConfigError as exc:
-        err = _err()
-        count = _count(len(exc.issues), "problem")
-        err.print(f"[red]Invalid config[/red] {_escape(str(path))} ({count}):")
-        for issue in exc.issues:
-            # soft_wrap: one problem per line whatever the terminal width; markup off: paths hold [0].
-            err.print(f"  {issue}", markup=False, soft_wrap=True)
+        _print_issues(path, exc)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _print_issues(path: Path, exc: ConfigError) -> None:
+    err = _err()
+    count = _count(len(exc.issues), "problem")
+    err.print(f"[red]Invalid config[/red] {_escape(str(path))} ({count}):")
+    for issue in exc.issues:
+        # soft_wrap: one problem per line whatever the terminal width; markup off: paths hold [0].
+        err.print(f"  {issue}", markup=False, soft_wrap=True)
 
 
 def _escape(text: str) -> str:

@@ -36,7 +36,9 @@ class FairValueTakerParams(StrategyParams):
     max_premium_bps: Decimal = Field(gt=0, description="trade when the price is this far from fair value")
     order_size: Decimal = Field(gt=0, description="tokens per trade")
     max_position: Decimal = Field(default=Decimal(10), gt=0, description="largest long or short, tokens")
-    max_slippage_bps: Decimal = Field(default=Decimal(30), ge=0, description="pool swaps: output bound")
+    max_slippage_bps: Decimal = Field(
+        default=Decimal(30), ge=0, description="pool swaps: output bound beyond the pool's fee"
+    )
     quote_decimals: int = Field(default=6, ge=0, le=36, description="pool swaps: decimals of the quote token")
     cooldown_ms: int = Field(default=1000, ge=0, description="minimum time between two orders")
     hedge_instrument: str | None = Field(default=None, description="reserved for the hedging strategies")
@@ -117,7 +119,8 @@ class FairValueTaker(Strategy):
         p = self.params
         self._last_order_ns = ctx.now
         quote_token = pool.token1 if pool.token0 == p.token else pool.token0
-        keep = 1 - float(p.max_slippage_bps) / 10_000
+        # The pool's fee comes off the output before any slippage: bound the output net of both.
+        keep = 1 - pool.fee / 1_000_000 - float(p.max_slippage_bps) / 10_000
         size_units = int(p.order_size.scaleb(token_decimals).to_integral_value(ROUND_DOWN))
         quote_units = int(float(p.order_size) * price * 10**p.quote_decimals)
         if side is Side.BUY:

@@ -35,7 +35,7 @@ def bad_config(tmp_path: Path) -> Path:
     text = text.replace("mode: sandbox", "mode: papr")
     text = text.replace("max_daily_loss: 1000 ", "max_daily_loss: -5 ")
     text = text.replace(
-        "venues: [binance, alpaca]", "venues: [alpaca, binanse]"
+        "venues: [uniswap_local, alpaca]", "venues: [uniswap_local, binanse]"
     )
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -142,7 +142,7 @@ def test_run_refuses_a_bad_duration(duration: str) -> None:
     assert result.exit_code == 2
 
 
-@pytest.mark.parametrize("command", ["backtest", "price", "data"])
+@pytest.mark.parametrize("command", ["price", "data"])
 def test_placeholders_say_not_implemented_and_exit_1(command: str) -> None:
     result = invoke(command, "config.yaml", "--some-option")
     assert result.exit_code == 1
@@ -219,3 +219,35 @@ def test_subprocess_help_names_the_program() -> None:
     done = python_m_bots("--help")
     assert done.returncode == 0
     assert "Usage: perpetua" in done.stdout
+
+
+def test_backtest_prints_metrics_and_writes_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "report"
+    result = invoke("backtest", "config.yaml", "--from", "2025-07-07", "--to", "2025-07-09", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "Sharpe" in result.stdout and "Max drawdown" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    html = (out / "report.html").read_text()
+    assert "Equity" in html and "Drawdown" in html
+    # Two days of the sample: start and end of the equity curve bracket the window.
+    assert metrics["start_ns"] == 1_751_846_400_000_000_000
+    assert metrics["end_ns"] == 1_752_019_200_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--from", "yesterday"], "must be an ISO date or time, got 'yesterday'"),
+        (["--from", "2025-07-07T10:00"], "a time needs a zone (e.g. Z), got '2025-07-07T10:00'"),
+        (["--from", "2025-07-09", "--to", "2025-07-07"], "backtest.end: must be later than start"),
+        (["--data", "/nonexistent"], "nonexistent"),
+    ],
+)
+def test_backtest_refuses_bad_options(args: list[str], message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    result = invoke("backtest", "config.yaml", *args)
+    assert result.exit_code == 2
+    assert message in " ".join(result.stderr.split())
