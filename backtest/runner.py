@@ -203,12 +203,17 @@ def build_backtest(
             engine.venues[venue.name] = venue
             venues.append(venue)
     dataset = load_dataset(data_dir, lazy=lazy, start_ns=start_ns, end_ns=end_ns)
+    # Ties on ts replay in stream order: session changes first, so an event stamped at the open
+    # already sees the new session (as a live bot would, its calendar flipping on time).
+    kinds = [entry.event for entry in dataset.manifest.streams]
+    streams = [s for s, k in zip(dataset.streams, kinds, strict=True) if k == "MarketStatus"]
+    streams += [s for s, k in zip(dataset.streams, kinds, strict=True) if k != "MarketStatus"]
     return Backtest(
         cfg,
         engine,
         clock,
         venues,
-        list(dataset.streams),
+        streams,
         strategies,
         start_ns,
         end_ns,

@@ -920,6 +920,8 @@ class BacktestConfig(StrictModel):
     end: UtcDatetime
     initial_balances: dict[Name, dict[Asset, NonNegativeDecimal]] = Field(default_factory=dict)
     seed: Int = 0
+    sim: dict[Name, dict[str, Any]] = Field(default_factory=dict)
+    """Per venue name: costs of the simulated venue standing in for it (validated by the runner)."""
 
     @model_validator(mode="after")
     def _ordered(self) -> BacktestConfig:
