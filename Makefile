@@ -20,7 +20,7 @@ typecheck: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev node_modules/.installed
 	$(BIN)/pytest -q
 
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-bench .venv-peers/.installed
 	$(BIN)/python -m benchmarks
 
 $(VENV)/bin/pip:
@@ -39,10 +39,16 @@ $(VENV)/.installed-bench: pyproject.toml | $(VENV)/bin/pip
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	touch $@ $(VENV)/.installed $(VENV)/.installed-dev
 
+# Benchmark peers that pin other numpy/pandas versions live in their own virtualenv.
+.venv-peers/.installed: benchmarks/peers/requirements.txt
+	$(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/pip install -q -r benchmarks/peers/requirements.txt
+	touch $@
+
 # The anvil binary ships in an optional platform package: never pass --omit=optional.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) .venv-peers node_modules .mypy_cache .ruff_cache .pytest_cache build *.egg-info

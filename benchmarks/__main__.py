@@ -1,11 +1,15 @@
-"""Run every benchmark: `make bench` or `.venv/bin/python -m benchmarks`."""
+"""Run every benchmark: `make bench` or `.venv/bin/python -m benchmarks [NAME ...]`.
+
+Each module compares Perpetua against named peers measured in the same run and prints ratios.
+"""
 
 from __future__ import annotations
 
 import importlib
+import sys
 
-MODULES = ["benchmarks.events"]
+MODULES = ["events", "pricing", "implied_vol", "everlasting", "amm", "backtest"]
 
-for name in MODULES:
-    print(f"\n== {name}")
-    importlib.import_module(name).main()
+for name in sys.argv[1:] or MODULES:
+    print(f"\n== benchmarks.{name}", flush=True)
+    importlib.import_module(f"benchmarks.{name}").main()
