@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint typecheck unit bench clean
 
+# The most complete main job so far: backtest config.yaml's strategy on the bundled sample data.
+# (The live and sandbox runner arrives with the bots issue; `perpetua run` shows what it would run.)
 run: $(VENV)/.installed
-	$(BIN)/perpetua run config.yaml
+	$(BIN)/perpetua backtest config.yaml --out reports/backtest
 
 test: $(VENV)/.installed-dev node_modules/.installed lint typecheck unit
 

@@ -34,9 +34,7 @@ def bad_config(tmp_path: Path) -> Path:
     text = DEFAULT_CONFIG.read_text()
     text = text.replace("mode: sandbox", "mode: papr")
     text = text.replace("max_daily_loss: 1000 ", "max_daily_loss: -5 ")
-    text = text.replace(
-        "venues: [uniswap_local, alpaca]", "venues: [uniswap_local, binanse]"
-    )
+    text = text.replace("venues: [uniswap_local, alpaca]", "venues: [uniswap_local, binanse]")
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     return path
@@ -221,12 +219,16 @@ def test_subprocess_help_names_the_program() -> None:
     assert "Usage: perpetua" in done.stdout
 
 
-def test_backtest_prints_metrics_and_writes_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backtest_prints_metrics_and_writes_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import json
 
     monkeypatch.chdir(REPO)
     out = tmp_path / "report"
-    result = invoke("backtest", "config.yaml", "--from", "2025-07-07", "--to", "2025-07-09", "--out", str(out))
+    result = invoke(
+        "backtest", "config.yaml", "--from", "2025-07-07", "--to", "2025-07-09", "--out", str(out)
+    )
     assert result.exit_code == 0, result.output
     assert "Sharpe" in result.stdout and "Max drawdown" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
