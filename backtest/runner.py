@@ -65,6 +65,7 @@ from core.config import (
 from core.engine import ReferenceSource, TradingEngine
 from core.instruments import InstrumentRegistry, PerpetualOption, Pool, Spot, StockPerp, TokenizedStock
 from core.portfolio import Portfolio
+from core.risk_checks import LimitChecks
 from strategies.base import Strategy
 from strategies.loader import load_strategies
 
@@ -189,6 +190,7 @@ def build_backtest(
         venues={},
         strategies=strategies,
         references=references,
+        risk_checks=[LimitChecks(cfg.risk)],
         pricing=pricing,
         mode="backtest",
         order_id_prefix="bt-",

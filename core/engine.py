@@ -178,7 +178,9 @@ class StrategyContext:
         return await self._engine.submit(request, self._index)
 
     async def cancel(self, client_order_id: str) -> None:
-        """Cancel one of our open orders."""
+        """Cancel one of this strategy's open orders; another strategy's order is refused."""
+        if self._engine.owner_of(client_order_id) != self._index:
+            raise InvalidInput("client_order_id", client_order_id, "is not an order of this strategy")
         await self._engine.cancel(client_order_id)
 
     def schedule(self, at_ns: int, name: str) -> None:

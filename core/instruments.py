@@ -251,6 +251,10 @@ class InstrumentRegistry:
         except KeyError:
             raise InvalidInput("instrument", instrument_id, "unknown instrument") from None
 
+    def get(self, instrument_id: str) -> Instrument | None:
+        """The instrument with this id, or None."""
+        return self._by_id.get(instrument_id)
+
     def tradable(self, instrument_id: str) -> Tradable:
         """The instrument a fill or an order names; refuses tokens and pools."""
         instrument = self[instrument_id]
