@@ -160,8 +160,29 @@ def backtest(
         Path | None,
         typer.Option("--data", metavar="DIR", help="Dataset directory (default: backtest.data_dir)."),
     ] = None,
+    sweep: Annotated[
+        Path | None,
+        typer.Option(
+            "--sweep", metavar="FILE", help="Run a parameter sweep (grid or optuna, docs/sweeps.md)."
+        ),
+    ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask", metavar="ADDRESS", help="Run the sweep on this Dask scheduler (tcp://host:8786)."
+        ),
+    ] = None,
 ) -> None:
-    """Replay recorded data through simulated venues with the config's strategies; write a report."""
+    """Replay recorded data through simulated venues with the config's strategies; write a report.
+
+    With `--sweep FILE`, run every parameter set of the sweep instead and rank them (`--out` gets
+    sweep.csv and sweep.json).
+    """
+    if sweep is not None:
+        _sweep(path, sweep, dask, data_dir, _time_option(start, "--from"), _time_option(end, "--to"), out_dir)
+        return
+    if dask is not None:
+        raise typer.BadParameter("only with --sweep", param_hint="--dask")
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from backtest.metrics import compute_metrics
@@ -201,6 +222,46 @@ def backtest(
     out.print(table)
     report, metrics_json = write_report(result, metrics, out_dir)
     out.print(f"Report: {_escape(str(report))}\nMetrics: {_escape(str(metrics_json))}", soft_wrap=True)
+
+
+def _sweep(
+    path: Path,
+    sweep: Path,
+    dask: str | None,
+    data_dir: Path | None,
+    start_ns: int | None,
+    end_ns: int | None,
+    out_dir: Path,
+) -> None:
+    """`perpetua backtest --sweep`: run, rank, print and save a parameter sweep."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from backtest.sweep import run_sweep
+    from core.errors import PerpetuaError
+
+    out = _out()
+    columns = (TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=out, transient=True) as progress:
+            task = progress.add_task("sweep", total=None)
+            result = run_sweep(
+                path,
+                sweep,
+                dask_address=dask,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+                data_dir=data_dir,
+                start_ns=start_ns,
+                end_ns=end_ns,
+            )
+    except ConfigError as exc:
+        _print_issues(sweep, exc)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (PerpetuaError, OSError, TimeoutError) as exc:
+        _err().print(f"perpetua backtest --sweep: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    out.print(result.to_table())
+    csv_path, json_path = result.save(out_dir)
+    out.print(f"Sweep: {_escape(str(csv_path))}\n       {_escape(str(json_path))}", soft_wrap=True)
 
 
 def _time_option(value: str | None, option: str) -> int | None:

@@ -253,3 +253,24 @@ def test_backtest_refuses_bad_options(args: list[str], message: str, monkeypatch
     result = invoke("backtest", "config.yaml", *args)
     assert result.exit_code == 2
     assert message in " ".join(result.stderr.split())
+
+
+def test_backtest_sweep_ranks_and_saves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.chdir(REPO)
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(
+        "strategy: fair_value_taker\ngrid:\n  max_premium_bps: [25, 100]\nobjective: total_return\n"
+        "start: 2025-07-07\nend: 2025-07-08\nworkers: 1\n"
+    )
+    result = invoke("backtest", "config.yaml", "--sweep", str(spec), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    trials = json.loads((tmp_path / "out" / "sweep.json").read_text())["trials"]
+    assert sorted(t["params"]["max_premium_bps"] for t in trials) == [25, 100]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("strategy: nope\ngrid: {max_premium_bps: [1]}\n")
+    result = invoke("backtest", "config.yaml", "--sweep", str(bad))
+    assert result.exit_code == 2
+    assert "sweep.strategy: unknown strategy" in result.stderr
+    assert invoke("backtest", "config.yaml", "--dask", "tcp://127.0.0.1:1").exit_code == 2
