@@ -224,8 +224,12 @@ class ReplayDriver:
         self._outbox: list[Event] = []
         self._wakeups: list[tuple[int, int, SimVenue]] = []
         self._wake_seq = 0
+        self._watchers: dict[str, list[SimVenue]] = {}
         for venue in self.venues.values():
             venue.attach(self._outbox, self._wake)
+            for source in venue.watched_sources():
+                if source != venue.name:
+                    self._watchers.setdefault(source, []).append(venue)
 
     def _wake(self, at_ns: int, venue: SimVenue) -> None:
         heapq.heappush(self._wakeups, (at_ns, self._wake_seq, venue))
@@ -252,6 +256,7 @@ class ReplayDriver:
         dispatch = engine.market_dispatch()
         venues = self.venues
         venue_list = list(venues.values())
+        watchers = self._watchers
         clock = self.clock
         timers = engine.timer_heap
         wakeups = self._wakeups
@@ -280,6 +285,9 @@ class ReplayDriver:
                 target = venues.get(event[1])
                 if target is not None:
                     target.on_market(event)
+                if watchers:
+                    for watcher in watchers.get(event[1], ()):
+                        watcher.on_market(event)
             if outbox:
                 self._flush()
             entry = dispatch.get(event_type)

@@ -8,6 +8,7 @@ Every venue of the config is replaced by the simulated venue that stands for it 
 | `alpaca`              | `connectors.sim.broker.SimBroker`             |
 | `issuer`              | `connectors.sim.issuer.SimIssuer`             |
 | `uniswap_v2/v3`, `sim_amm` | `connectors.sim.amm.SimAmm`             |
+| `sim_options_pool`    | `connectors.sim.options_pool.OptionsPool`     |
 | `chainlink`           | none: oracle rounds go straight to the engine |
 
 Their costs come from the venue entry where it has them (`sim_book` fees and latency, `issuer`
@@ -34,7 +35,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import pricing
-from backtest.data import load_dataset
+from backtest.data import Dataset, load_dataset
 from backtest.replay import EventStream, ReplayDriver
 from backtest.result import BacktestResult, Series
 from connectors.sim.amm import AmmConfig, AmmPoolSpec, SimAmm
@@ -45,6 +46,8 @@ from connectors.sim.broker import BrokerAsset, BrokerConfig, SimBroker
 from connectors.sim.fees import FeeSchedule
 from connectors.sim.issuer import IssuedToken, IssuerConfig, SimIssuer
 from connectors.sim.latency import LatencyModel
+from connectors.sim.options_pool import OptionsPool, OptionsPoolConfig
+from connectors.sim.options_pool_market import PriceFeed
 from connectors.sim.reference_price import engine_price
 from core.calendar import MarketCalendar
 from core.clock import SimulatedClock
@@ -58,12 +61,14 @@ from core.config import (
     PerpetuaConfig,
     SimAmmVenue,
     SimBookVenue,
+    SimOptionsPoolVenue,
     UniswapV2Venue,
     UniswapV3Venue,
     issues_from_validation_error,
 )
 from core.engine import ReferenceSource, TradingEngine
 from core.instruments import InstrumentRegistry, PerpetualOption, Pool, Spot, StockPerp, TokenizedStock
+from core.margin import MarginPolicy
 from core.portfolio import Portfolio
 from core.risk_checks import LimitChecks
 from strategies.base import Strategy
@@ -96,6 +101,15 @@ class SimSettings(BaseModel):
     gas_price_gwei: Decimal = Field(default=Decimal(1), ge=0, description="AMM venues: constant gas price")
     native_price: Decimal = Field(
         default=Decimal(3000), gt=0, description="AMM venues: price of the chain's native coin (ETH) in USD"
+    )
+    vols: dict[str, Decimal] = Field(
+        default_factory=dict, description="options pools: vol per asset, per sqrt(year) (0.6 = 60%)"
+    )
+    main_pool_capital: Decimal = Field(
+        default=Decimal(0), ge=0, description="options pools: other LPs' tokens in the main pool at the start"
+    )
+    insurance_pool_capital: Decimal = Field(
+        default=Decimal(0), ge=0, description="options pools: other LPs' tokens in the insurance pool"
     )
 
 
@@ -195,16 +209,24 @@ def build_backtest(
         mode="backtest",
         order_id_prefix="bt-",
     )
+    dataset = load_dataset(data_dir, lazy=lazy, start_ns=start_ns, end_ns=end_ns)
     venues: list[SimVenue] = []
     for venue_cfg in cfg.venues:
         venue_balances = {a: amt for (v, a), amt in balances.items() if v == venue_cfg.name}
-        venue = _sim_venue(
-            cfg, venue_cfg, sim[venue_cfg.name], engine, registry, calendar, clock, venue_balances
-        )
+        venue: SimVenue | None
+        if isinstance(venue_cfg, SimOptionsPoolVenue):
+            pool = _options_pool(venue_cfg, sim[venue_cfg.name], registry, clock, dataset)
+            # Our collateral at the pool: what the config deposits there (the portfolio has it too).
+            for amount in venue_balances.values():
+                pool.deposit(pool.config.own_account, amount)
+            venue = pool
+        else:
+            venue = _sim_venue(
+                cfg, venue_cfg, sim[venue_cfg.name], engine, registry, calendar, clock, venue_balances
+            )
         if venue is not None:
             engine.venues[venue.name] = venue
             venues.append(venue)
-    dataset = load_dataset(data_dir, lazy=lazy, start_ns=start_ns, end_ns=end_ns)
     # Ties on ts replay in stream order: session changes first, so an event stamped at the open
     # already sees the new session (as a live bot would, its calendar flipping on time).
     kinds = [entry.event for entry in dataset.manifest.streams]
@@ -342,6 +364,69 @@ def _amm_or_pool_venue(
         block_time_ns=block_ns, latency_ns=settings.latency_ms * MS, gas=gas, gas_fee_in="quote"
     )
     return SimAmm(name, clock, specs, decimals, config, balances, settings.native_price)
+
+
+def _options_pool(
+    venue_cfg: SimOptionsPoolVenue,
+    settings: SimSettings,
+    registry: InstrumentRegistry,
+    clock: SimulatedClock,
+    dataset: Dataset,
+) -> OptionsPool:
+    """The options pool of a config entry; each asset it needs is priced off a dataset stream.
+
+    An asset `A` is priced by the first stream (oracle or quotes) of instrument `A/USD`, `A/USDT`
+    or `A/USDC`; its vol comes from `backtest.sim.<pool>.vols` (default 0.6).
+    """
+    options = tuple(o for o in (registry[i] for i in venue_cfg.options) if isinstance(o, PerpetualOption))
+    pool_asset = options[0].margin_asset
+    assets = sorted({o.underlying for o in options} | {pool_asset})
+    feeds = []
+    for asset in assets:
+        entry = next(
+            (
+                e
+                for quote in ("USD", "USDT", "USDC")
+                for e in dataset.manifest.streams
+                if e.event in ("OraclePrice", "Quote") and e.constants.get("instrument") == f"{asset}/{quote}"
+            ),
+            None,
+        )
+        if entry is None:
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        f"venues.{venue_cfg.name}", f"no price stream for {asset} in the dataset", asset
+                    )
+                ]
+            )
+        source = entry.constants.get("source") or entry.constants["venue"]
+        feeds.append(PriceFeed(source, entry.constants["instrument"], asset))
+    haircuts = dict(venue_cfg.margin_haircuts)
+    haircuts.setdefault(pool_asset, Decimal("0.2"))
+    config = OptionsPoolConfig(
+        pool_asset=pool_asset,
+        options=options,
+        price_feeds=tuple(feeds),
+        margin=MarginPolicy(haircuts),
+        vols={a: settings.vols.get(a, Decimal("0.6")) for a in assets},
+        fee_bps=venue_cfg.fee_bps,
+        insurance_fraction=venue_cfg.insurance_fraction,
+        latency_ns=settings.latency_ms * MS,
+    )
+    pool = OptionsPool(venue_cfg.name, clock, config)
+    for share in pool.share_instruments():
+        if share.id not in registry:
+            registry.add(share)
+    # The rest of the market's liquidity providers, so the pool has capital to sell against.
+    for share_id, amount in (
+        (config.main_share, settings.main_pool_capital),
+        (config.insurance_share, settings.insurance_pool_capital),
+    ):
+        if amount > 0:
+            pool.deposit("market-lp", amount)
+            pool.add_liquidity("market-lp", share_id, amount)
+    return pool
 
 
 def amm_pair_id(pool: Pool) -> str:

@@ -55,6 +55,14 @@ class SimVenue(ABC):
     def on_market(self, event: Event) -> None:
         """A recorded market event of this venue: update the market view, match resting orders."""
 
+    def watched_sources(self) -> frozenset[str]:
+        """Other venues or oracle sources (event field 1) whose market events this venue also needs.
+
+        The driver hands a venue the events stamped with its own name; a venue that prices off
+        another stream (an options pool off an index feed) names those sources here.
+        """
+        return frozenset()
+
     def wake_at(self, at_ns: int) -> None:
         """Ask the driver to call `on_time` at `at_ns` (ns)."""
         if self._wake is None:

@@ -364,6 +364,10 @@ class OptionsPool(SimVenue):
         main, insurance = self.config.main_share, self.config.insurance_share
         return Spot(main, main, self.asset), Spot(insurance, insurance, self.asset)
 
+    def watched_sources(self) -> frozenset[str]:
+        """The sources of the price and vol feeds (the driver routes their events here too)."""
+        return frozenset(source for source, _ in self._keys)
+
     def price_keys(self) -> frozenset[tuple[str, str]]:
         """`(venue or oracle source, instrument)` of the events `on_market` must receive."""
         return self._keys

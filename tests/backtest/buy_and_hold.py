@@ -33,3 +33,33 @@ class BuyAndHold(Strategy):
             ctx.new_client_order_id(), p.venue, p.instrument, Side.BUY, p.quantity, OrderType.MARKET
         )
         await ctx.submit(request)
+
+
+class OptionBuyerParams(StrategyParams):
+    pool: str
+    option: str
+    quantity: Decimal
+
+
+class OptionBuyer(Strategy):
+    """Buys `quantity` of a perpetual option from the pool on the first BTC price, then holds it."""
+
+    Params = OptionBuyerParams
+    params: OptionBuyerParams
+
+    def __init__(self, name: str, params: StrategyParams | None = None) -> None:
+        super().__init__(name, params)
+        self.funding: list[Any] = []
+        self.sent = False
+
+    async def on_oracle(self, ctx: Any, event: Any, **kwargs: Any) -> None:
+        p = self.params
+        if event.instrument == "BTC/USD" and not self.sent:
+            self.sent = True
+            request = OrderRequest(
+                ctx.new_client_order_id(), p.pool, p.option, Side.BUY, p.quantity, OrderType.MARKET
+            )
+            await ctx.submit(request)
+
+    async def on_funding_payment(self, ctx: Any, event: Any, **kwargs: Any) -> None:
+        self.funding.append(event)

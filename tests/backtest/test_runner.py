@@ -88,3 +88,44 @@ def test_the_default_config_backtests_deterministically() -> None:
     assert len(a.fills) > 0
     assert a.fills == b.fills
     assert (a.equity.values == b.equity.values).all() and (a.equity.ts == b.equity.ts).all()
+
+
+OPTION_BUYER = """  - name: options
+    strategy: tests.backtest.buy_and_hold:OptionBuyer
+    venues: [options_pool]
+    params: {pool: options_pool, option: BTC-100000-C-7D/TSLAx, quantity: 0.1}
+"""
+
+
+def test_the_options_pool_prices_off_the_dataset_and_charges_funding(tmp_path: Path) -> None:
+    text = config_with(tmp_path, OPTION_BUYER).read_text()
+    text = text.replace(
+        "    alpaca: {USD: 100000}", "    alpaca: {USD: 100000}\n    options_pool: {TSLAx: 50}"
+    )
+    text += (
+        "  sim:\n    options_pool: {main_pool_capital: 5000, insurance_pool_capital: 500, vols: {BTC: 0.9}}\n"
+    )
+    path = tmp_path / "options.yaml"
+    path.write_text(text)
+    cfg = load_config(path)
+    bt = build_backtest(cfg, start_ns=START, end_ns=START + 2 * 24 * 3600 * 10**9)
+    result = bt.run()
+    [fill] = [f for f in result.fills if f.venue == "options_pool"]
+    assert fill.side.value == "buy" and fill.quantity == Decimal("0.1") and fill.price > 0
+    position = result.portfolio.positions[("options_pool", "BTC-100000-C-7D/TSLAx")]
+    assert position.quantity == Decimal("0.1")
+    # The long pays funding (mark above payoff out of the money): 50 - premium - fee - funding.
+    funding = result.portfolio.funding[("options_pool", "BTC-100000-C-7D/TSLAx")]
+    assert funding > 0
+    premium = fill.price * fill.quantity
+    balance = result.portfolio.balances[("options_pool", "TSLAx")]
+    assert balance == Decimal(50) - premium - fill.fee - funding
+    pool = bt.engine.venues["options_pool"]
+    book = pool.conservation()  # type: ignore[attr-defined]
+    # Value is conserved: every token is accounted for, and what the LPs made the traders lost.
+    assert book.tokens == book.external
+    assert book.lp_pnl + book.trader_pnl == 0
+    assert (
+        book.lp_pnl
+        == book.premiums + book.fees + book.funding + book.penalties - book.bad_debt - book.liability
+    )
