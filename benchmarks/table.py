@@ -71,7 +71,8 @@ def format_table(title: str, rows: Sequence[Row]) -> str:
             f"{row.task:<{width_task}}  {row.implementation:<{width_impl}}  {rate:>12}  {row.note}".rstrip()
         )
         for peer, ratio in row.vs:
-            lines.append(f"{'':<{width_task}}    {ratio:8.1f}x  vs {peer}")
+            shown = f"{ratio:8.2f}" if ratio < 1 else f"{ratio:8.1f}"  # slower than a peer: keep the digits
+            lines.append(f"{'':<{width_task}}    {shown}x  vs {peer}")
     return "\n".join(lines)
 
 
