@@ -14,12 +14,7 @@ the quad row is left out).
 from __future__ import annotations
 
 import importlib
-import json
 import math
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from typing import Any
 
@@ -27,7 +22,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.table import Row, interleaved_best, print_table, ratios
+from benchmarks.table import Row, first_call_times, interleaved_best, print_table, ratios
 from pricing.black_scholes import bs_greeks
 from pricing.everlasting import everlasting_greeks, everlasting_price
 
@@ -156,21 +151,7 @@ print(json.dumps(times))
 
 def compile_times() -> dict[str, dict[str, float]]:
     """First calls in fresh processes: with an empty numba cache (cold compile), then with it filled."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory() as cache:
-        env = os.environ | {"NUMBA_CACHE_DIR": cache, "PYTHONPATH": root}
-        for label in ("cold cache", "warm cache"):
-            done = subprocess.run(
-                [sys.executable, "-c", _FIRST_CALL],
-                env=env,
-                cwd=root,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            out[label] = json.loads(done.stdout.strip().splitlines()[-1])
-    return out
+    return first_call_times(_FIRST_CALL)
 
 
 def main() -> list[Row]:

@@ -18,12 +18,7 @@ Run: `.venv/bin/python -m benchmarks.implied_vol` (needs the `bench` extra for p
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
-import subprocess
-import sys
-import tempfile
 import warnings
 from typing import NamedTuple
 
@@ -34,7 +29,7 @@ import py_lets_be_rational as lbr  # type: ignore[import-untyped]
 import py_vollib_vectorized as pv  # type: ignore[import-untyped]
 from numba import njit, prange
 
-from benchmarks.table import Row, best_of, print_table, ratios
+from benchmarks.table import Row, best_of, first_call_times, print_table, ratios
 from pricing.black_scholes import bs_price_scalar
 from pricing.implied_vol import implied_vol
 from tests.pricing.test_implied_vol import ExactSet
@@ -251,21 +246,7 @@ print(json.dumps({"import": t1 - t0, "scalar call": t2 - t1, "array call": t3 - 
 
 def compile_times() -> dict[str, dict[str, float]]:
     """First calls in fresh processes: with an empty numba cache (cold compile), then with it filled."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory() as cache:
-        env = os.environ | {"NUMBA_CACHE_DIR": cache, "PYTHONPATH": root}
-        for label in ("cold cache", "warm cache"):
-            done = subprocess.run(
-                [sys.executable, "-c", _FIRST_CALL],
-                env=env,
-                cwd=root,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            out[label] = json.loads(done.stdout.strip().splitlines()[-1])
-    return out
+    return first_call_times(_FIRST_CALL)
 
 
 def main() -> list[Row]:

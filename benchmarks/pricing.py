@@ -10,12 +10,7 @@ Run: `.venv/bin/python -m benchmarks.pricing` (needs the `bench` extra for scipy
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
-import tempfile
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +22,7 @@ import py_vollib_vectorized as pv  # type: ignore[import-untyped]
 import QuantLib as ql
 from scipy.special import ndtr  # type: ignore[import-untyped]
 
-from benchmarks.table import Row, interleaved_best, print_table, ratios
+from benchmarks.table import Row, first_call_times, interleaved_best, print_table, ratios
 from pricing.black_scholes import bs_greeks, bs_price
 
 FloatArray = npt.NDArray[np.float64]
@@ -281,21 +276,7 @@ def compile_times() -> dict[str, dict[str, list[float]]]:
     CPU time is the compile work itself; wall time also counts waiting for a core when the machine
     is shared.
     """
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out: dict[str, dict[str, list[float]]] = {}
-    with tempfile.TemporaryDirectory() as cache:
-        env = os.environ | {"NUMBA_CACHE_DIR": cache, "PYTHONPATH": root}
-        for label in ("cold cache", "warm cache"):
-            done = subprocess.run(
-                [sys.executable, "-c", _FIRST_CALL],
-                env=env,
-                cwd=root,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            out[label] = json.loads(done.stdout.strip().splitlines()[-1])
-    return out
+    return first_call_times(_FIRST_CALL)
 
 
 def print_compile_times(times: dict[str, dict[str, list[float]]]) -> None:

@@ -6,9 +6,14 @@ A benchmark module builds `Row`s (ours and its peers, all measured in the same r
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Row(NamedTuple):
@@ -79,3 +84,18 @@ def format_table(title: str, rows: Sequence[Row]) -> str:
 def print_table(title: str, rows: Sequence[Row]) -> None:
     """Print `format_table(title, rows)`."""
     print(format_table(title, rows))
+
+
+def first_call_times(script: str) -> dict[str, Any]:
+    """Run `script` (which prints one JSON line of timings) in fresh processes sharing an empty
+    numba cache: first with it empty (cold compile), then filled (warm). Returns {state: timings}."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = os.environ | {"NUMBA_CACHE_DIR": cache, "PYTHONPATH": root}
+        for label in ("cold cache", "warm cache"):
+            done = subprocess.run(
+                [sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True, check=True
+            )
+            out[label] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
