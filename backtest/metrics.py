@@ -559,7 +559,9 @@ def compute_metrics(
     # Fills: contract sizes and settlement assets come from the final portfolio's positions.
     positions = result.portfolio.positions
     sizes = {key: p.contract_size for key, p in positions.items()}
-    settle = {key: p.settlement_asset for key, p in positions.items()}
+    # Stablecoins at par settle in the valuation asset for every money metric.
+    par = {asset, *result.par_assets}
+    settle = {key: asset if p.settlement_asset in par else p.settlement_asset for key, p in positions.items()}
     replay = replay_fills(result.fills, sizes)
     with localcontext() as ctx:
         ctx.prec = _PREC
@@ -573,7 +575,7 @@ def compute_metrics(
             for f in result.fills
         )
         nonzero_fee_assets = {k for k, v in result.fees.items() if v != 0}
-        fees_total = sum(result.fees.values(), _ZERO) if nonzero_fee_assets <= {asset} else None
+        fees_total = sum(result.fees.values(), _ZERO) if nonzero_fee_assets <= par else None
         venue_pnl, venue_source = dict(result.venue_pnl), "result"
         strategy_pnl, strategy_source = dict(result.strategy_pnl), "result"
         if not venue_pnl or not strategy_pnl:
@@ -644,12 +646,13 @@ def _fill_pnl(
 ) -> list[tuple[Fill, Decimal]]:
     """Per fill: realized PnL settled in the valuation asset minus fees paid in it [valuation asset]."""
     asset = result.valuation_asset
+    par = {asset, *result.par_assets}
     realized: dict[int, Decimal] = {}
     for c in replay.closing:
         if settle.get((c.fill.venue, c.fill.instrument), asset) == asset:
             realized[c.index] = c.realized_pnl
     out: list[tuple[Fill, Decimal]] = []
     for index, fill in enumerate(result.fills):
-        fee = fill.fee if fill.fee_asset == asset else _ZERO
+        fee = fill.fee if fill.fee_asset in par else _ZERO
         out.append((fill, realized.get(index, _ZERO) - fee))
     return out

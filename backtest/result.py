@@ -57,3 +57,5 @@ class BacktestResult:
     strategy_pnl: dict[str, Decimal] = field(default_factory=dict)
     series: dict[str, Series] = field(default_factory=dict)
     wall_seconds: float = 0.0
+    par_assets: frozenset[str] = frozenset()
+    """Assets worth exactly one unit of `valuation_asset` (USDC and USDT in a USD valuation)."""

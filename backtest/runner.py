@@ -564,4 +564,5 @@ class _EquitySampler:
                 for key, (t, v) in self.series.items()
             },
             wall_seconds=wall,
+            par_assets=DOLLARS if self.bt.config.risk.currency == "USD" else frozenset(),
         )

@@ -9,6 +9,7 @@ import math
 import random
 import statistics
 from collections.abc import Sequence
+from dataclasses import replace as dataclasses_replace
 from decimal import Decimal
 
 import numpy as np
@@ -561,3 +562,20 @@ def test_random_curve_against_pandas() -> None:
             best, peak_i, trough_i = 1 - v / peak, peak_at, i
     recovery = next((ts[j] for j in range(trough_i + 1, len(ts)) if values[j] >= values[peak_i]), ts[-1])
     assert m.max_drawdown_duration_ns == recovery - ts[peak_i]
+
+
+def test_stablecoins_at_par_count_in_the_valuation_asset() -> None:
+    spot = Position("dex", "TSLAx/USDC", InstrumentKind.SPOT, "USDC")
+    fills = [
+        fill(10, Side.BUY, "2", "100", fee="0.5"),  # cost 200 USDC, fee 0.5 USDC
+        fill(20, Side.SELL, "2", "110", fee="0.5"),  # proceeds 220: realized +20, fee 0.5
+    ]
+    args = {"fills": fills, "positions": {("dex", "TSLAx/USDC"): spot}, "fees": {"USDC": D(1)}}
+    in_usd = make_result([0, 30], [1000.0, 1019.0], valuation_asset="USD", **args)  # type: ignore[arg-type]
+    plain = compute_metrics(in_usd)
+    assert plain.fees_total is None and plain.venue_pnl == {"dex": D(0)}  # USDC is not USD here
+    at_par = compute_metrics(dataclasses_replace(in_usd, par_assets=frozenset({"USDC"})))
+    # With USDC at par: 20 realized - 1 of fees = 19 USD; traded notional 200 + 220 = 420 USD.
+    assert at_par.fees_total == D(1)
+    assert at_par.venue_pnl == {"dex": D(19)}
+    assert at_par.traded_notional == {"USD": D(420)}
