@@ -472,14 +472,22 @@ class _EquitySampler:
                     prices[instrument.underlying] = Decimal(repr(price))
             elif isinstance(instrument, StockPerp):
                 value = engine.reference_price(instrument.underlying, ANY_AGE)
-            elif isinstance(instrument, PerpetualOption):
-                value = None
             if value is not None:
                 prices[instrument.id] = Decimal(repr(value))
         for (_, instrument_id), oracle in engine.oracles.items():
             base, _, quote = instrument_id.partition("/")
             if quote in DOLLARS and base not in prices:
                 prices[base] = Decimal(repr(oracle.price))
+        for venue in self.bt.venues:
+            if isinstance(venue, OptionsPool):
+                # Options at the pool's mark (margin units); LP shares at NAV per share x the token's price.
+                for option_id, (mark, _) in venue.marks().items():
+                    prices[option_id] = mark
+                token_price = prices.get(venue.config.pool_asset)
+                for share in (venue.config.main_share, venue.config.insurance_share):
+                    per_share = venue.nav_per_share(share)
+                    if per_share is not None and token_price is not None:
+                        prices[share] = per_share * token_price
         self.last_prices = prices
         return prices
 

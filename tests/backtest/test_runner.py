@@ -121,6 +121,8 @@ def test_the_options_pool_prices_off_the_dataset_and_charges_funding(tmp_path: P
     balance = result.portfolio.balances[("options_pool", "TSLAx")]
     assert balance == Decimal(50) - premium - fill.fee - funding
     pool = bt.engine.venues["options_pool"]
+    # The equity curve kept sampling with an option position open (marked at the pool's mark).
+    assert result.equity.ts[-1] >= START + 2 * 24 * 3600 * 10**9 - 5 * 60 * 10**9
     book = pool.conservation()  # type: ignore[attr-defined]
     # Value is conserved: every token is accounted for, and what the LPs made the traders lost.
     assert book.tokens == book.external
