@@ -28,12 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import (
-    ROUND_HALF_EVEN,
-    Context,
     Decimal,
-    DivisionByZero,
-    InvalidOperation,
-    Overflow,
     localcontext,
 )
 from types import MappingProxyType
@@ -42,10 +37,11 @@ from core.enums import Side
 from core.errors import InsufficientFunds, InvalidInput
 from core.events import Fill
 from core.instruments import PerpetualOption, StockPerp, Tradable
+from core.money import MONEY
 from core.portfolio import Portfolio
 
 # Margin values are estimates, not settled money, but keep the portfolio's precision and traps.
-_CTX = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow])
+_CTX = MONEY
 
 _ZERO = Decimal(0)
 _ONE = Decimal(1)

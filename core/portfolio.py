@@ -35,12 +35,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import (
-    ROUND_HALF_EVEN,
-    Context,
     Decimal,
-    DivisionByZero,
-    InvalidOperation,
-    Overflow,
     localcontext,
 )
 from types import MappingProxyType
@@ -50,12 +45,13 @@ from core.enums import Side
 from core.errors import InsufficientFunds, InvalidInput
 from core.events import Fill
 from core.instruments import InstrumentKind, InstrumentRegistry, PerpetualOption, Spot, StockPerp, Tradable
+from core.money import MONEY
 
 COST_QUANTUM = Decimal("1e-18")
 """Rounding step of the cost released by a partial close: the finest on-chain unit (18 decimals)."""
 
 # 60 digits so sums of amounts with 18 decimals never round below 1e40; errors trap, never pass.
-_CTX = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow])
+_CTX = MONEY
 
 _ZERO = Decimal(0)
 

@@ -84,12 +84,13 @@ from connectors.sim.amm_gas import GasModel
 from connectors.sim.amm_pool import LiquidityProfile, PoolModel, SwapOutcome, V2Pool, V3Pool
 from connectors.sim.base import SimVenue
 from connectors.sim.reference_price import LastPrice, PriceSource
-from connectors.sim.venue_ledger import MONEY, Ledger, round_up
+from connectors.sim.venue_ledger import Ledger, round_up
 from core.clock import Clock
 from core.enums import Liquidity, OrderStatus, Side
 from core.errors import InvalidInput
 from core.events import Event, Fill, OrderUpdate, PoolState
 from core.instruments import Pool, Spot
+from core.money import MONEY
 from core.orders import Request, SwapRequest
 from core.venue import PendingTransaction, VenueState
 from pricing.amm import AmmError

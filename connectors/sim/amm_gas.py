@@ -22,8 +22,8 @@ import bisect
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
-from connectors.sim.venue_ledger import MONEY
 from core.errors import InvalidInput
+from core.money import MONEY
 
 GWEI_DECIMALS = 9
 """Decimal places of one gwei in the native coin (1 gwei = 1e-9 ETH), and of one wei in gwei."""

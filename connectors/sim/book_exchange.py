@@ -110,12 +110,7 @@ from dataclasses import dataclass, field
 from decimal import (
     ROUND_CEILING,
     ROUND_FLOOR,
-    ROUND_HALF_EVEN,
-    Context,
     Decimal,
-    DivisionByZero,
-    InvalidOperation,
-    Overflow,
     localcontext,
 )
 from enum import StrEnum
@@ -129,6 +124,7 @@ from core.enums import Liquidity, OrderStatus, OrderType, Side, TimeInForce
 from core.errors import InvalidInput
 from core.events import BookUpdate, Event, Fill, OrderUpdate, Quote, Trade
 from core.instruments import InstrumentRegistry, Spot, StockPerp
+from core.money import MONEY
 from core.orders import OrderRequest, Request
 from core.portfolio import Portfolio
 from core.venue import VenueState
@@ -139,7 +135,7 @@ NS_PER_DAY = 86_400 * 1_000_000_000
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 # 60 digits so products of 18-decimal prices and sizes never round; errors trap, never pass.
-_CTX = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow])
+_CTX = MONEY
 
 
 class QueueModel(StrEnum):

@@ -57,13 +57,14 @@ from typing import Literal, NamedTuple
 from connectors.sim.base import SimVenue
 from connectors.sim.market_hours import MarketHours
 from connectors.sim.reference_price import to_decimal
-from connectors.sim.venue_ledger import BPS, MONEY, Ledger, check_decimal, round_half_even, round_up
+from connectors.sim.venue_ledger import BPS, Ledger, check_decimal, round_half_even, round_up
 from core.calendar import MarketCalendar
 from core.clock import Clock
 from core.enums import Liquidity, OrderStatus, OrderType, Session, Side, TimeInForce
 from core.errors import InvalidInput
 from core.events import Event, Fill, MarketStatus, OrderUpdate, Quote, Trade
 from core.instruments import Spot
+from core.money import MONEY
 from core.orders import OrderRequest, Request
 from core.venue import VenueState
 

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import (
-    ROUND_HALF_EVEN,
-    Context,
     Decimal,
-    DivisionByZero,
-    InvalidOperation,
-    Overflow,
     localcontext,
 )
 
 from core.enums import Liquidity
 from core.errors import InvalidInput
+from core.money import MONEY
 
 BPS = Decimal(10_000)
 """Basis points per unit."""
@@ -28,7 +24,7 @@ BPS = Decimal(10_000)
 _LIMIT = Decimal(10_000)
 
 # 60 digits: products of prices and sizes with 18 decimals stay exact; errors trap, never pass.
-_CTX = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow])
+_CTX = MONEY
 
 
 def _check_bps(name: str, value: object, low: Decimal) -> None:

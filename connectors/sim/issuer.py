@@ -60,13 +60,14 @@ from typing import Literal
 from connectors.sim.base import SimVenue
 from connectors.sim.market_hours import MarketHours
 from connectors.sim.reference_price import LastPrice, PriceSource
-from connectors.sim.venue_ledger import BPS, MONEY, Ledger, check_decimal, round_half_even, round_up
+from connectors.sim.venue_ledger import BPS, Ledger, check_decimal, round_half_even, round_up
 from core.calendar import MarketCalendar
 from core.clock import Clock
 from core.enums import Liquidity, OrderStatus, Session, Side
 from core.errors import InvalidInput
 from core.events import Event, Fill, MarketStatus, OrderUpdate
 from core.instruments import Spot, TokenizedStock
+from core.money import MONEY
 from core.orders import MintRequest, RedeemRequest, Request
 from core.venue import VenueState
 

@@ -85,13 +85,14 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localc
 
 from connectors.sim.base import SimVenue
 from connectors.sim.options_pool_ledger import Account, Conservation, Flow, Ledger, MarkMap, Tranche
-from connectors.sim.options_pool_market import BPS, MONEY, OptionMark, PoolMarket, PriceFeed
+from connectors.sim.options_pool_market import BPS, OptionMark, PoolMarket, PriceFeed
 from core.clock import Clock
 from core.enums import Liquidity, OrderStatus, OrderType, Side, TimeInForce
 from core.errors import InvalidInput, PerpetuaError
 from core.events import Event, Fill, FundingPayment, OraclePrice, OrderUpdate, Quote
 from core.instruments import PerpetualOption, Spot
 from core.margin import MarginCalculator, MarginPolicy
+from core.money import MONEY
 from core.orders import MintRequest, OrderRequest, RedeemRequest, Request
 from core.venue import VenueState
 

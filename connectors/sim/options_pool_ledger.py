@@ -51,8 +51,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from enum import StrEnum
 
-from connectors.sim.options_pool_market import MONEY
 from core.errors import InvalidInput
+from core.money import MONEY
 
 _ZERO = Decimal(0)
 

@@ -30,11 +30,7 @@ from decimal import (
     ROUND_CEILING,
     ROUND_FLOOR,
     ROUND_HALF_EVEN,
-    Context,
     Decimal,
-    DivisionByZero,
-    InvalidOperation,
-    Overflow,
     localcontext,
 )
 from typing import NamedTuple
@@ -42,12 +38,12 @@ from typing import NamedTuple
 from core.errors import InvalidInput
 from core.events import Event, OraclePrice, Quote
 from core.instruments import PerpetualOption
+from core.money import MONEY
 from pricing.coin_margined import coin_margined
 from pricing.cross import cross_rate, cross_vol
 from pricing.everlasting import everlasting_greeks, everlasting_price
 from pricing.funding import everlasting_funding_rate
 
-MONEY = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow])
 """Decimal context of the pool: 60 digits, so sums and products of amounts never round; errors trap."""
 
 BPS = Decimal(10_000)

@@ -15,17 +15,13 @@ from collections.abc import Mapping
 from decimal import (
     ROUND_CEILING,
     ROUND_HALF_EVEN,
-    Context,
     Decimal,
-    DivisionByZero,
-    InvalidOperation,
-    Overflow,
     localcontext,
 )
 
 from core.errors import InvalidInput
+from core.money import MONEY
 
-MONEY = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow])
 """Decimal context for venue arithmetic: 60 digits, so products of prices, multipliers and sizes
 never round; errors trap instead of passing as NaN."""
 
