@@ -21,7 +21,7 @@ from web3.types import RPCEndpoint
 
 from connectors.evm.anvil import AnvilNode, start_anvil
 from connectors.evm.uniswap_artifacts import contract_at, deploy, load_artifact
-from pricing.amm import MAX_TICK, MIN_TICK, V3PoolState, get_sqrt_ratio_at_tick
+from pricing.amm import get_sqrt_ratio_at_tick
 
 FEE = 500  # pips: the 0.05% tier, tick spacing 10, so a bitmap word spans 2560 ticks
 TOKEN_SUPPLY = 10**30  # base units of each test token (18 decimals), all minted to the deployer
@@ -53,45 +53,6 @@ class V3Deployment:
             self.pool.functions.slot0().call(), self.pool.functions.liquidity().call()
         )
         return int(slot0[0]), int(slot0[1]), int(liquidity)
-
-    async def read_pool_state(self) -> V3PoolState:
-        """The pool's full swap state: slot0, liquidity, fee, spacing and every initialized tick.
-
-        Ticks are found by scanning every tickBitmap word the spacing allows (one eth_call a word,
-        in one JSON-RPC batch), then reading `ticks(tick).liquidityNet` for each set bit.
-        """
-        pool = self.pool.functions
-        slot0, liquidity, fee, spacing = await asyncio.gather(
-            pool.slot0().call(), pool.liquidity().call(), pool.fee().call(), pool.tickSpacing().call()
-        )
-        # word positions of MIN_TICK and MAX_TICK compressed as the pool does (floor division)
-        words = range((MIN_TICK // spacing) >> 8, ((MAX_TICK // spacing) >> 8) + 1)
-        bitmaps = await self._batch_calls([pool.tickBitmap(word) for word in words])
-        ticks = [
-            (word * 256 + bit) * spacing
-            for word, bitmap in zip(words, bitmaps, strict=True)
-            for bit in range(256)
-            if bitmap >> bit & 1
-        ]
-        infos = await self._batch_calls([pool.ticks(tick) for tick in ticks])
-        return V3PoolState(
-            sqrt_price_x96=int(slot0[0]),
-            tick=int(slot0[1]),
-            liquidity=int(liquidity),
-            fee=int(fee),
-            tick_spacing=int(spacing),
-            ticks=tuple((tick, int(info[1])) for tick, info in zip(ticks, infos, strict=True)),
-            fee_protocol=int(slot0[5]),
-        )
-
-    async def _batch_calls(self, calls: list[Any]) -> list[Any]:
-        """The results of contract-function `calls` (eth_call at latest), sent as one JSON-RPC batch."""
-        if not calls:
-            return []
-        async with self.w3.batch_requests() as batch:
-            for call in calls:
-                batch.add(call)
-            return list(await batch.async_execute())
 
     async def balances(self) -> tuple[int, int]:
         """The deployer's (token0, token1) balances in base units."""
@@ -193,6 +154,58 @@ async def v3(v3_deployed: V3Deployment) -> AsyncIterator[V3Deployment]:
     snapshot = (await w3.provider.make_request(RPCEndpoint("evm_snapshot"), []))["result"]
     try:
         yield v3_deployed
+    finally:
+        reverted = await w3.provider.make_request(RPCEndpoint("evm_revert"), [snapshot])
+        assert reverted["result"] is True
+
+
+@dataclass
+class V2Deployment:
+    """A Uniswap v2 factory and one pair of two test ERC-20s with liquidity; token0 < token1."""
+
+    w3: AsyncWeb3[Any]
+    deployer: ChecksumAddress
+    factory: AsyncContract
+    token0: AsyncContract
+    token1: AsyncContract
+    pair: AsyncContract
+
+    async def send(self, call: Any) -> None:
+        """Send a contract call from the deployer as a transaction; fail loudly if it reverts."""
+        await _send(self.w3, call, self.deployer)
+
+
+async def deploy_v2(w3: AsyncWeb3[Any], reserve0: int, reserve1: int) -> V2Deployment:
+    """Deploy UniswapV2Factory, two ERC-20s and their pair, minted with (reserve0, reserve1) base units."""
+    deployer = (await w3.eth.accounts)[0]
+    factory = await deploy(w3, load_artifact("UniswapV2Factory"), deployer)
+    token_a = await deploy(w3, load_artifact("ERC20"), TOKEN_SUPPLY)
+    token_b = await deploy(w3, load_artifact("ERC20"), TOKEN_SUPPLY)
+    token0, token1 = sorted((token_a, token_b), key=lambda token: int(token.address, 16))
+    await _send(w3, factory.functions.createPair(token0.address, token1.address), deployer)
+    pair = contract_at(
+        w3, "UniswapV2Pair", await factory.functions.getPair(token0.address, token1.address).call()
+    )
+    # liquidity the way the router adds it: tokens transferred to the pair, then mint(to)
+    await _send(w3, token0.functions.transfer(pair.address, reserve0), deployer)
+    await _send(w3, token1.functions.transfer(pair.address, reserve1), deployer)
+    await _send(w3, pair.functions.mint(deployer), deployer)
+    return V2Deployment(w3, deployer, factory, token0, token1, pair)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def v2_deployed(w3: AsyncWeb3[Any]) -> V2Deployment:
+    """The v2 deployment, made once per session: a pair of 1 234.5 token0 and 3 456 789 token1 (18 dp)."""
+    return await deploy_v2(w3, 1_234_500_000_000_000_000_000, 3_456_789 * 10**18)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def v2(v2_deployed: V2Deployment) -> AsyncIterator[V2Deployment]:
+    """The v2 deployment, with the chain reverted to its state before the test afterwards."""
+    w3 = v2_deployed.w3
+    snapshot = (await w3.provider.make_request(RPCEndpoint("evm_snapshot"), []))["result"]
+    try:
+        yield v2_deployed
     finally:
         reverted = await w3.provider.make_request(RPCEndpoint("evm_revert"), [snapshot])
         assert reverted["result"] is True

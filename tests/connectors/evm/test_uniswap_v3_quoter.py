@@ -13,6 +13,8 @@ import time
 import pytest
 from web3.exceptions import ContractLogicError
 
+from connectors.evm.uniswap_v3 import PoolNotLoadedError, UniswapV3Pool
+from core.events import PoolState
 from pricing.amm import (
     MAX_SQRT_RATIO,
     MAX_TICK,
@@ -23,7 +25,6 @@ from pricing.amm import (
     V3SwapResult,
     get_sqrt_ratio_at_tick,
     quote_exact_input,
-    quote_exact_output,
 )
 from tests.connectors.evm.conftest import DEADLINE, V3Deployment
 
@@ -34,22 +35,50 @@ Quote = tuple[int, int, int] | None
 
 
 async def test_pool_state_read_from_chain_matches_what_was_minted(v3: V3Deployment) -> None:
-    state = await v3.read_pool_state()
-    assert (state.fee, state.tick_spacing) == (500, 10)
+    pool = UniswapV3Pool(v3.w3, v3.pool.address.lower())
+    with pytest.raises(PoolNotLoadedError):
+        pool.quote_exact_input(10**18, True)
+    state = await pool.refresh()
+    assert pool.state is state and pool.block_number == await v3.w3.eth.block_number
+    assert (pool.token0, pool.token1) == (v3.token0.address, v3.token1.address)
+    assert (pool.fee, pool.tick_spacing) == (state.fee, state.tick_spacing) == (500, 10)
     assert len(state.ticks) >= 60  # 48 positions, boundaries sometimes shared
     # every position adds +L at its lower tick and -L at its upper: the nets sum to zero, and the
     # liquidity in range is the sum of the nets at or below the current tick
     assert sum(net for _, net in state.ticks) == 0
     assert state.liquidity == sum(net for tick, net in state.ticks if tick <= state.tick) > 0
+    event = pool.to_pool_state_event(ts=123, venue="uniswap_v3", pool_id="T0/T1-500", block_number=7)
+    assert event == PoolState(
+        ts=123,
+        venue="uniswap_v3",
+        pool="T0/T1-500",
+        block_number=7,
+        sqrt_price_x96=state.sqrt_price_x96,
+        tick=state.tick,
+        liquidity=state.liquidity,
+    )
 
 
-def _local_quote(state: V3PoolState, exact_input: bool, zero_for_one: bool, amount: int, limit: int) -> Quote:
-    """pricing.amm's QuoterV2 result, None where QuoterV2 reverts."""
+async def test_refresh_is_pinned_to_one_block(v3: V3Deployment) -> None:
+    pool = UniswapV3Pool(v3.w3, v3.pool.address)
+    before = await pool.refresh()
+    block_before = pool.block_number
+    amount = pool.quote_exact_input(10**21, True).amount_in
+    await _swap_and_compare(v3, pool, True, True, amount)
+    assert (await pool.refresh()) != before and pool.block_number > block_before
+    # an older block reads the state of that block, not a mix with the latest
+    assert await pool.refresh(block_before) == before and pool.block_number == block_before
+
+
+def _local_quote(
+    pool: UniswapV3Pool, exact_input: bool, zero_for_one: bool, amount: int, limit: int
+) -> Quote:
+    """The pool's local (pricing.amm) QuoterV2 result, None where QuoterV2 reverts."""
     try:
         if exact_input:
-            result = quote_exact_input(state, amount, zero_for_one, limit)
+            result = pool.quote_exact_input(amount, zero_for_one, limit)
             return result.amount_out, result.sqrt_price_x96, result.initialized_ticks_crossed
-        result = quote_exact_output(state, amount, zero_for_one, limit)
+        result = pool.quote_exact_output(amount, zero_for_one, limit)
         return result.amount_in, result.sqrt_price_x96, result.initialized_ticks_crossed
     except AmmError:
         return None
@@ -110,9 +139,10 @@ def _random_amount(rng: random.Random, state: V3PoolState, exact_input: bool, ze
 
 
 async def _compare_quotes(
-    v3: V3Deployment, state: V3PoolState, rng: random.Random, count: int
+    v3: V3Deployment, pool: UniswapV3Pool, rng: random.Random, count: int
 ) -> tuple[int, int, int]:
     """`count` random quotes local vs QuoterV2; (quotes that returned, exact-input drains, reverts)."""
+    state = pool.state
     cases = []
     for _ in range(count):
         exact_input = rng.random() < 0.5
@@ -122,24 +152,25 @@ async def _compare_quotes(
     chain = await asyncio.gather(*(_chain_quote(v3, *case) for case in cases))
     returned = drains = reverts = 0
     for case, on_chain in zip(cases, chain, strict=True):
-        local = _local_quote(state, *case)
+        local = _local_quote(pool, *case)
         assert local == on_chain, f"case (exact_input, zero_for_one, amount, limit) = {case}"
         if on_chain is None:
             reverts += 1
             continue
         returned += 1
         exact_input, zero_for_one, amount, limit = case
-        if exact_input and limit == 0 and quote_exact_input(state, amount, zero_for_one).partial:
+        if exact_input and limit == 0 and pool.quote_exact_input(amount, zero_for_one).partial:
             drains += 1
     return returned, drains, reverts
 
 
 async def _swap_and_compare(
-    v3: V3Deployment, state: V3PoolState, exact_input: bool, zero_for_one: bool, amount: int
+    v3: V3Deployment, pool: UniswapV3Pool, exact_input: bool, zero_for_one: bool, amount: int
 ) -> V3PoolState:
     """Swap for real through SwapRouter; assert the chain's slot0, liquidity and balances equal the
-    local result; return the local state after the swap."""
-    local = (quote_exact_input if exact_input else quote_exact_output)(state, amount, zero_for_one)
+    local result; return the local state after the swap (the pool's state is not changed)."""
+    state = pool.state
+    local = (pool.quote_exact_input if exact_input else pool.quote_exact_output)(amount, zero_for_one)
     token_in, token_out = (v3.token0, v3.token1) if zero_for_one else (v3.token1, v3.token0)
     params = {
         "tokenIn": token_in.address,
@@ -172,7 +203,8 @@ async def _swap_and_compare(
 async def test_local_quotes_and_swaps_equal_quoter_v2_and_chain(v3: V3Deployment) -> None:
     rng = random.Random(7)
     started = time.perf_counter()
-    state = await v3.read_pool_state()
+    pool = UniswapV3Pool(v3.w3, v3.pool.address)
+    state = await pool.refresh()
     returned = drains = reverts = swaps = crossed_max = 0
     # rounds of random quotes, each followed by a real swap; round 7 drains token1 out of the pool
     plan: list[tuple[bool, bool, float | None]] = [
@@ -187,21 +219,23 @@ async def test_local_quotes_and_swaps_equal_quoter_v2_and_chain(v3: V3Deployment
         (False, False, None),
     ]
     for exact_input, zero_for_one, depth_multiple in plan:
-        round_returned, round_drains, round_reverts = await _compare_quotes(v3, state, rng, 36)
+        round_returned, round_drains, round_reverts = await _compare_quotes(v3, pool, rng, 36)
         returned, drains, reverts = returned + round_returned, drains + round_drains, reverts + round_reverts
         drain = _drain(state, zero_for_one)
         depth = drain.amount_in if exact_input else drain.amount_out
         fraction = depth_multiple if depth_multiple is not None else 10 ** rng.uniform(-5, -0.1)
         amount = max(1, int(depth * fraction))
-        local = (quote_exact_input if exact_input else quote_exact_output)(state, amount, zero_for_one)
+        local = (pool.quote_exact_input if exact_input else pool.quote_exact_output)(amount, zero_for_one)
         crossed_max = max(crossed_max, local.initialized_ticks_crossed)
-        state = await _swap_and_compare(v3, state, exact_input, zero_for_one, amount)
+        # the local state follows the swap (not re-read), so later quotes test the evolved tick map
+        state = pool.state = await _swap_and_compare(v3, pool, exact_input, zero_for_one, amount)
         swaps += 1
-    round_returned, round_drains, round_reverts = await _compare_quotes(v3, state, rng, 36)
+    round_returned, round_drains, round_reverts = await _compare_quotes(v3, pool, rng, 36)
     returned, drains, reverts = returned + round_returned, drains + round_drains, reverts + round_reverts
 
     # the tick map and the evolved local state still equal a fresh read of the chain
-    assert await v3.read_pool_state() == state
+    assert await UniswapV3Pool(v3.w3, v3.pool.address).refresh() == state
+    assert await pool.refresh() == state
     elapsed = time.perf_counter() - started
     print(
         f"\n{returned} quotes equal, {drains} partial drains, {reverts} reverts on both sides, "
