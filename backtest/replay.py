@@ -264,9 +264,10 @@ class ReplayDriver:
         on_step = self.on_step
         step_every = self.step_every
         count = 0
+        next_step = step_every
+        next_gc = GC_EVERY
         drive(engine.start())
         self._flush()
-        last_ts = clock.now_ns()
         until = until_ns if until_ns is not None else 2**63
         for event in merge(streams):
             ts = event[0]
@@ -308,13 +309,14 @@ class ReplayDriver:
             if outbox:
                 self._flush()
             count += 1
-            last_ts = ts
-            if count % step_every == 0:
+            if count == next_step:
+                next_step += step_every
                 if on_step is not None:
                     on_step(ts)
-                if count % GC_EVERY == 0:
+                if count >= next_gc:
+                    next_gc += GC_EVERY
                     gc.collect(1)
-        self._fire_due(last_ts)
+        self._fire_due(clock._now)
         drive(engine.stop())
         self._flush()
         self.events_processed += count
