@@ -1,0 +1,1 @@
+"""Stock brokers: live connectors behind the venue port."""

@@ -1,0 +1,370 @@
+"""One venue connector for any ccxt exchange (`ccxt.async_support`), REST only for now.
+
+`CcxtExchange` implements the venue port (`core.venue.Venue`): `submit`/`cancel` send orders,
+`snapshot` reads balances and open orders, `fetch_quote`/`fetch_book`/`fills_since` poll market
+data and our executions, and `stream()` polls quotes. Per-exchange quirks (the name of the client
+order id parameter, how post-only is spelled) live in `CAPABILITIES`, keyed by ccxt's exchange id.
+
+Errors: an order the exchange refuses (funds, filters, post-only that would take) comes back as a
+REJECTED `OrderUpdate` carrying the exchange's message. Network trouble (timeouts, 429, 5xx) is
+retried with exponential backoff and jitter; an order is re-sent only after looking it up by its
+client order id, so a timeout after the exchange accepted it never makes a second order. When the
+attempts run out, `VenueUnavailable` is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import ccxt
+import ccxt.async_support as ccxt_async
+
+from core.clock import Clock
+from core.enums import Liquidity, OrderStatus, OrderType, Side, TimeInForce
+from core.errors import PerpetuaError
+from core.events import BookUpdate, Event, Fill, OrderUpdate, Quote
+from core.orders import OrderRequest, Request
+from core.venue import VenueState
+
+T = TypeVar("T")
+
+RETRYABLE: tuple[type[Exception], ...] = (
+    ccxt.NetworkError,  # RequestTimeout, DDoSProtection (429), ExchangeNotAvailable (5xx) are subclasses
+)
+"""ccxt errors worth another attempt: the request may not have been processed."""
+
+REJECTIONS: tuple[type[Exception], ...] = (ccxt.InsufficientFunds, ccxt.InvalidOrder, ccxt.BadRequest)
+"""ccxt errors meaning the exchange refused the order (OrderImmediatelyFillable is an InvalidOrder)."""
+
+_STATUS = {
+    "canceled": OrderStatus.CANCELLED,
+    "cancelled": OrderStatus.CANCELLED,
+    "expired": OrderStatus.EXPIRED,
+    "rejected": OrderStatus.REJECTED,
+    "closed": OrderStatus.FILLED,
+}
+
+
+class VenueUnavailable(PerpetuaError):
+    """The exchange could not be reached (network errors, rate limits, 5xx) after every retry."""
+
+    def __init__(self, venue: str, operation: str, attempts: int, last_error: Exception) -> None:
+        self.venue = venue
+        self.operation = operation
+        self.attempts = attempts
+        self.last_error = last_error
+        super().__init__(f"{venue}: {operation} failed after {attempts} attempts: {last_error}")
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """How one exchange spells what ccxt does not unify."""
+
+    client_order_id_param: str = "clientOrderId"
+    post_only_params: Mapping[str, Any] = field(default_factory=lambda: {"postOnly": True})
+    time_in_force_param: str = "timeInForce"
+    reduce_only_param: str = "reduceOnly"
+
+
+CAPABILITIES: dict[str, Capabilities] = {
+    "binance": Capabilities(client_order_id_param="newClientOrderId"),
+}
+"""Per-exchange quirks by ccxt exchange id; others get `Capabilities()` (ccxt's unified names)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with jitter: attempt n waits between half and all of base * 2**(n-1)."""
+
+    max_attempts: int = 5
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+    seed: int | None = None
+
+
+def _dec(value: Any) -> Decimal:
+    """A ccxt number (float, str or None) as an exact Decimal of its shortest repr."""
+    if value is None:
+        return Decimal(0)
+    if isinstance(value, Decimal):
+        return value
+    return Decimal(str(value))
+
+
+def _ms_to_ns(ms: Any, default: int) -> int:
+    return int(ms) * 1_000_000 if ms is not None else default
+
+
+class CcxtExchange:
+    """A ccxt async exchange behind the venue port; `markets` maps our instrument ids to ccxt symbols."""
+
+    def __init__(
+        self,
+        name: str,
+        exchange: ccxt_async.Exchange,
+        markets: Mapping[str, str],
+        clock: Clock,
+        *,
+        retry: RetryPolicy | None = None,
+        capabilities: Capabilities | None = None,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.name = name
+        self.exchange = exchange
+        self.markets = dict(markets)
+        self.clock = clock
+        self.retry = retry or RetryPolicy()
+        self.capabilities = capabilities or CAPABILITIES.get(str(exchange.id), Capabilities())
+        self.poll_interval = poll_interval
+        self._random = random.Random(self.retry.seed)
+        self._instruments = {symbol: inst for inst, symbol in self.markets.items()}
+        self._order_symbols: dict[str, str] = {}  # client order id -> ccxt symbol
+        self._order_ids: dict[str, str] = {}  # venue order id -> client order id
+        self._markets_loaded = False
+
+    # -- retries ---------------------------------------------------------------------------------
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt `attempt` (1-based)."""
+        ceiling = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
+        return float(ceiling / 2 + self._random.uniform(0, ceiling / 2))
+
+    async def _retrying(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run an idempotent call, retrying network errors; `VenueUnavailable` when exhausted."""
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except RETRYABLE as err:
+                attempt += 1
+                if attempt >= self.retry.max_attempts:
+                    raise VenueUnavailable(self.name, operation, attempt, err) from err
+                await asyncio.sleep(self.backoff(attempt))
+
+    async def _ensure_markets(self) -> None:
+        if not self._markets_loaded:
+            await self._retrying("load_markets", self.exchange.load_markets)
+            self._markets_loaded = True
+
+    def _symbol(self, instrument: str) -> str:
+        try:
+            return self.markets[instrument]
+        except KeyError:
+            raise PerpetuaError(f"{self.name}: unknown instrument {instrument!r}") from None
+
+    # -- conversions -----------------------------------------------------------------------------
+
+    def _update(self, order: Mapping[str, Any], client_order_id: str | None = None) -> OrderUpdate:
+        coid = client_order_id or str(order.get("clientOrderId") or "")
+        venue_id = str(order.get("id") or "")
+        if venue_id and coid:
+            self._order_ids[venue_id] = coid
+        filled = _dec(order.get("filled"))
+        status = _STATUS.get(str(order.get("status")))
+        if status is None:  # open (or unknown): resting
+            status = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.ACCEPTED
+        average = order.get("average")
+        return OrderUpdate(
+            ts=_ms_to_ns(order.get("timestamp"), self.clock.now_ns()),
+            venue=self.name,
+            client_order_id=coid,
+            status=status,
+            venue_order_id=venue_id,
+            filled_quantity=filled,
+            average_price=_dec(average) if average is not None and filled > 0 else None,
+        )
+
+    def _rejected(self, client_order_id: str, reason: str) -> OrderUpdate:
+        return OrderUpdate(
+            self.clock.now_ns(), self.name, client_order_id, OrderStatus.REJECTED, reason=reason
+        )
+
+    def _params(self, request: OrderRequest) -> dict[str, Any]:
+        caps = self.capabilities
+        params: dict[str, Any] = {caps.client_order_id_param: request.client_order_id}
+        if request.post_only:
+            params.update(caps.post_only_params)
+        elif request.order_type is OrderType.LIMIT and request.time_in_force is not TimeInForce.GTC:
+            params[caps.time_in_force_param] = request.time_in_force.value.upper()
+        if request.reduce_only:
+            params[caps.reduce_only_param] = True
+        return params
+
+    # -- execution -------------------------------------------------------------------------------
+
+    async def _lookup(self, symbol: str, client_order_id: str) -> dict[str, Any] | None:
+        """The order with this client order id on the exchange, or None if it never arrived."""
+        try:
+            order: dict[str, Any] = await self.exchange.fetch_order(
+                None, symbol, {"clientOrderId": client_order_id}
+            )
+        except ccxt.OrderNotFound:
+            return None
+        except ccxt.NotSupported:
+            opened = await self.exchange.fetch_open_orders(symbol)
+            found = [o for o in opened if o.get("clientOrderId") == client_order_id]
+            return found[0] if found else None
+        return order
+
+    async def submit(self, request: Request) -> OrderUpdate:
+        """Send an order; the exchange's acknowledgement, or REJECTED with the exchange's reason."""
+        if not isinstance(request, OrderRequest):
+            return self._rejected(request.client_order_id, f"{self.name}: only OrderRequest is supported")
+        coid = request.client_order_id
+        if request.instrument not in self.markets:
+            return self._rejected(coid, f"instrument: unknown instrument {request.instrument!r}")
+        symbol = self.markets[request.instrument]
+        await self._ensure_markets()
+        if request.reduce_only and not self.exchange.market(symbol).get("contract"):
+            return self._rejected(coid, f"reduce_only: {symbol} is not a derivatives market")
+        self._order_symbols[coid] = symbol
+        params = self._params(request)
+        price = float(request.price) if request.price is not None else None
+        attempt = 0
+        sent = False
+        while True:
+            try:
+                if sent:
+                    existing = await self._lookup(symbol, coid)
+                    if existing is not None:
+                        return self._update(existing, coid)
+                sent = True
+                order = await self.exchange.create_order(
+                    symbol,
+                    request.order_type.value,
+                    request.side.value,
+                    float(request.quantity),
+                    price,
+                    dict(params),
+                )
+                return self._update(order, coid)
+            except REJECTIONS as err:
+                return self._rejected(coid, str(err))
+            except RETRYABLE as err:
+                attempt += 1
+                if attempt >= self.retry.max_attempts:
+                    raise VenueUnavailable(self.name, f"submit {coid}", attempt, err) from err
+                await asyncio.sleep(self.backoff(attempt))
+
+    async def cancel(self, client_order_id: str) -> OrderUpdate:
+        """Cancel by client order id; an id we never sent, or an order already gone, is REJECTED."""
+        symbol = self._order_symbols.get(client_order_id)
+        if symbol is None:
+            return self._rejected(client_order_id, f"client_order_id: unknown order {client_order_id!r}")
+        params = {"clientOrderId": client_order_id}
+        try:
+            order = await self._retrying(
+                f"cancel {client_order_id}", lambda: self.exchange.cancel_order(None, symbol, dict(params))
+            )
+        except (ccxt.OrderNotFound, ccxt.InvalidOrder, ccxt.OperationRejected) as err:
+            return self._rejected(client_order_id, str(err))
+        update = self._update(order, client_order_id)
+        if update.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED):
+            update = update._replace(status=OrderStatus.CANCELLED)
+        return update
+
+    async def snapshot(self) -> VenueState:
+        """Total balances per asset and the open orders of our instruments, as the exchange reports."""
+        await self._ensure_markets()
+        balance = await self._retrying("fetch_balance", self.exchange.fetch_balance)
+        totals = balance.get("total") or {}
+        balances = {str(asset): _dec(amount) for asset, amount in totals.items() if amount is not None}
+        open_orders: list[OrderUpdate] = []
+        for symbol in self.markets.values():
+            orders = await self._retrying(
+                "fetch_open_orders",
+                lambda s=symbol: self.exchange.fetch_open_orders(s),  # type: ignore[misc]
+            )
+            for order in orders:
+                update = self._update(order)
+                self._order_symbols.setdefault(update.client_order_id, symbol)
+                open_orders.append(update)
+        return VenueState(self.name, self.clock.now_ns(), balances, tuple(open_orders))
+
+    # -- market data and fills -------------------------------------------------------------------
+
+    async def fetch_quote(self, instrument: str) -> Quote:
+        """Top of book from the ticker endpoint."""
+        symbol = self._symbol(instrument)
+        await self._ensure_markets()
+        t = await self._retrying("fetch_ticker", lambda: self.exchange.fetch_ticker(symbol))
+        nan = float("nan")
+
+        def num(key: str) -> float:
+            value = t.get(key)
+            return float(value) if value is not None else nan
+
+        return Quote(
+            _ms_to_ns(t.get("timestamp"), self.clock.now_ns()),
+            self.name,
+            instrument,
+            num("bid"),
+            num("ask"),
+            num("bidVolume"),
+            num("askVolume"),
+        )
+
+    async def fetch_book(self, instrument: str, depth: int = 20) -> BookUpdate:
+        """An order-book snapshot, best `depth` levels a side."""
+        symbol = self._symbol(instrument)
+        await self._ensure_markets()
+        book = await self._retrying("fetch_order_book", lambda: self.exchange.fetch_order_book(symbol, depth))
+
+        def levels(side: str) -> tuple[tuple[float, float], ...]:
+            return tuple((float(lv[0]), float(lv[1])) for lv in book.get(side, [])[:depth])
+
+        return BookUpdate(
+            _ms_to_ns(book.get("timestamp"), self.clock.now_ns()),
+            self.name,
+            instrument,
+            levels("bids"),
+            levels("asks"),
+        )
+
+    def _fill(self, instrument: str, trade: Mapping[str, Any]) -> Fill:
+        fee = trade.get("fee") or {}
+        order_id = str(trade.get("order") or "")
+        return Fill(
+            ts=_ms_to_ns(trade.get("timestamp"), self.clock.now_ns()),
+            venue=self.name,
+            instrument=instrument,
+            client_order_id=str(trade.get("clientOrderId") or self._order_ids.get(order_id, order_id)),
+            side=Side(str(trade["side"])),
+            price=_dec(trade.get("price")),
+            quantity=_dec(trade.get("amount")),
+            fee=_dec(fee.get("cost")),
+            fee_asset=str(fee.get("currency") or ""),
+            liquidity=Liquidity.MAKER if trade.get("takerOrMaker") == "maker" else Liquidity.TAKER,
+            trade_id=str(trade.get("id") or ""),
+        )
+
+    async def fills_since(self, ts: int) -> list[Fill]:
+        """Our executions at or after `ts` (ns) on every instrument, oldest first."""
+        await self._ensure_markets()
+        since_ms = ts // 1_000_000
+        fills: list[Fill] = []
+        for instrument, symbol in self.markets.items():
+            trades = await self._retrying(
+                "fetch_my_trades",
+                lambda s=symbol: self.exchange.fetch_my_trades(s, since_ms),  # type: ignore[misc]
+            )
+            fills.extend(self._fill(instrument, t) for t in trades)
+        fills = [f for f in fills if f.ts >= ts]
+        fills.sort(key=lambda f: f.ts)
+        return fills
+
+    async def stream(self) -> AsyncIterator[Event]:
+        """Quotes of every instrument, polled every `poll_interval` seconds (REST; no websockets yet)."""
+        while True:
+            for instrument in self.markets:
+                yield await self.fetch_quote(instrument)
+            await asyncio.sleep(self.poll_interval)
+
+    async def close(self) -> None:
+        """Close the ccxt client's HTTP session."""
+        await self.exchange.close()
