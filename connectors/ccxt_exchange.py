@@ -15,10 +15,11 @@ attempts run out, `VenueUnavailable` is raised.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any, TypeVar
 
 import ccxt
@@ -100,6 +101,36 @@ def _ms_to_ns(ms: Any, default: int) -> int:
     return int(ms) * 1_000_000 if ms is not None else default
 
 
+class DecimalIsolated:
+    """A ccxt exchange whose calls run in a private decimal context.
+
+    ccxt's `decimal_to_precision` sets `traps[Underflow]` and `ROUND_HALF_UP` on the caller's
+    *current* decimal context, which every later Decimal computation of the process would then
+    inherit. Each method call (sync or async) of the wrapped exchange gets a fresh copy instead.
+    """
+
+    def __init__(self, exchange: Any) -> None:
+        self._exchange = exchange
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._exchange, name)
+        if inspect.iscoroutinefunction(attr):
+
+            async def isolated_async(*args: Any, **kwargs: Any) -> Any:
+                with localcontext():
+                    return await attr(*args, **kwargs)
+
+            return isolated_async
+        if callable(attr) and not isinstance(attr, type):
+
+            def isolated(*args: Any, **kwargs: Any) -> Any:
+                with localcontext():
+                    return attr(*args, **kwargs)
+
+            return isolated
+        return attr
+
+
 class CcxtExchange:
     """A ccxt async exchange behind the venue port; `markets` maps our instrument ids to ccxt symbols."""
 
@@ -115,7 +146,7 @@ class CcxtExchange:
         poll_interval: float = 1.0,
     ) -> None:
         self.name = name
-        self.exchange = exchange
+        self.exchange: Any = DecimalIsolated(exchange)
         self.markets = dict(markets)
         self.clock = clock
         self.retry = retry or RetryPolicy()

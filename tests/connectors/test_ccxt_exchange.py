@@ -252,3 +252,24 @@ def test_backoff_is_exponential_jittered_and_seeded() -> None:
     for n, d in enumerate(a, start=1):
         ceiling = min(1.0, 0.1 * 2 ** (n - 1))
         assert ceiling / 2 <= d <= ceiling
+
+
+async def test_ccxt_leaves_the_callers_decimal_context_alone(venue: CcxtExchange) -> None:
+    import decimal
+
+    # ccxt's decimal_to_precision traps Underflow and rounds half-up on the current context;
+    # through the connector it only ever touches a private copy.
+    before = decimal.getcontext()
+    saved = (before.rounding, before.traps[decimal.Underflow], before.prec)
+    await venue.submit(OrderRequest("ctx-1", "binance", INSTRUMENT, Side.BUY, D("1.5"), OrderType.MARKET))
+    await venue.snapshot()
+    after = decimal.getcontext()
+    assert (
+        (after.rounding, after.traps[decimal.Underflow], after.prec)
+        == saved
+        == (
+            decimal.ROUND_HALF_EVEN,
+            False,
+            28,
+        )
+    )
