@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench clean contracts
 
 # The most complete main job so far: backtest config.yaml's strategy on the bundled sample data.
 # (The live and sandbox runner arrives with the bots issue; `perpetua run` shows what it would run.)
@@ -51,6 +51,10 @@ $(VENV)/.installed-bench: pyproject.toml | $(VENV)/bin/pip
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
+
+# The project's own contracts: artifacts are committed; rebuild them after editing contracts/*.sol.
+contracts: node_modules/.installed
+	node contracts/build.mjs
 
 clean:
 	rm -rf $(VENV) .venv-peers node_modules .mypy_cache .ruff_cache .pytest_cache build *.egg-info
