@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from connectors.emulators.server import serve_on_loopback
 from core.calendar import MarketCalendar
 from core.clock import Clock
 from core.enums import Session
@@ -204,14 +205,7 @@ class AlpacaEmulator:
         for method, path, handler in routes:
             app.router.add_route(method, path, self._wrap(handler))
         app.router.add_route("*", "/{tail:.*}", self._not_found)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        self.base_url = f"http://127.0.0.1:{port}"
+        self._runner, self.base_url = await serve_on_loopback(app)
         return self.base_url
 
     async def close(self) -> None:
