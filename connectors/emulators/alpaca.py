@@ -13,30 +13,51 @@ order at any time. Market orders fill at the configured quote (ask for buys, bid
 orders fill at the quote when marketable, else rest (ioc: expire) and fill on a later `set_quote`.
 Cash moves on fills; a buy needs buying power (cash less open buy notional). No shorting.
 
+Fractional shares: `qty` with decimals or `notional` (dollars, market orders) only on a
+`fractionable` asset and only with `time_in_force=day` (422 otherwise); a notional buy fills
+`notional / price` shares rounded down to 9 decimals. `GET /v2/assets/{symbol}` tells the flags.
+
+Streams (see `alpaca_streams`): every order event (`new`, `partial_fill`, `fill`, `canceled`,
+`rejected`) is published on the trade-updates websocket; `execute` fills part of a resting order at
+a price the test chooses, `reject` rejects an open one, `push_quote` / `push_trade` set the market
+and publish it on the market-data websocket, where `GET /v2/stocks/{symbol}/quotes/latest` and
+`.../trades/latest` read it back. Market data is served on the same host (Alpaca's is
+`data.alpaca.markets`).
+
+Tokenization (mint/redeem, see `alpaca_tokenization`) is served on the same app when a
+`TokenizationDesk` is given.
+
 Faults (`inject`) answer the next matching requests with a 429 or a 5xx, either before the
 request is processed or after it (`after=True`: the order is taken but the answer is lost, the case
-idempotent retries exist for). Every request received is kept in `requests` (never the secret).
+idempotent retries exist for); a `timeout` fault processes the request and answers only after
+`hang_s` seconds, after the client gave up. Every request received is kept in `requests` (never
+the secret).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 
+from connectors.emulators.alpaca_streams import AlpacaStreamHub
 from connectors.emulators.server import serve_on_loopback
 from core.calendar import MarketCalendar
 from core.clock import Clock
 from core.enums import Session
 
+if TYPE_CHECKING:
+    from connectors.emulators.alpaca_tokenization import TokenizationDesk
+
 ZERO = Decimal(0)
-FaultKind = Literal["rate_limit", "server_error"]
+FaultKind = Literal["rate_limit", "server_error", "timeout"]
 Handler = Callable[[web.Request, dict[str, Any]], Awaitable[web.Response]]
 
 FORBIDDEN = {"message": "forbidden."}
@@ -76,6 +97,7 @@ class RecordedRequest:
     body: dict[str, Any] | None
     key_id: str | None
     status: int = 200
+    idempotency_key: str | None = None
 
 
 @dataclass
@@ -91,6 +113,7 @@ class Fault:
     method: str | None = None
     status: int = 500
     after: bool = False
+    hang_s: float = 1.0
 
 
 @dataclass
@@ -101,10 +124,11 @@ class Order:
     side: str  # buy | sell
     type: str  # market | limit
     time_in_force: str
-    qty: Decimal
+    qty: Decimal | None  # None for a notional order until it fills
     limit_price: Decimal | None
     extended_hours: bool
     created_at: str
+    notional: Decimal | None = None
     status: str = "new"
     filled_qty: Decimal = ZERO
     filled_avg_price: Decimal | None = None
@@ -122,8 +146,8 @@ class Order:
             "canceled_at": self.canceled_at,
             "asset_class": "us_equity",
             "symbol": self.symbol,
-            "qty": str(self.qty),
-            "notional": None,
+            "qty": None if self.qty is None else str(self.qty),
+            "notional": None if self.notional is None else str(self.notional),
             "filled_qty": str(self.filled_qty),
             "filled_avg_price": None if self.filled_avg_price is None else str(self.filled_avg_price),
             "order_class": "",
@@ -148,6 +172,17 @@ class Position:
 class QuoteLevel:
     bid: Decimal
     ask: Decimal
+    bid_size: Decimal = Decimal(100)
+    ask_size: Decimal = Decimal(100)
+    ts: int = 0
+
+
+@dataclass
+class LastTrade:
+    price: Decimal
+    size: Decimal
+    ts: int
+    trade_id: int
 
 
 @dataclass
@@ -161,6 +196,13 @@ def _iso(ts_ns: int) -> str:
     return datetime.fromtimestamp(ts_ns / 1e9, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
+def rfc3339_ns(ts_ns: int) -> str:
+    """RFC 3339 UTC with all nine fractional digits, as Alpaca's market data prints it."""
+    seconds, nanos = divmod(ts_ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{nanos:09d}Z"
+
+
 class AlpacaEmulator:
     """Alpaca trading REST v2 on 127.0.0.1; `await start()` returns the base URL."""
 
@@ -172,6 +214,7 @@ class AlpacaEmulator:
         clock: Clock,
         assets: list[AlpacaAsset],
         cash: Decimal = Decimal("100000"),
+        tokenization: TokenizationDesk | None = None,
     ) -> None:
         self._key_id = key_id
         self._secret = secret
@@ -185,6 +228,14 @@ class AlpacaEmulator:
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        self.streams = AlpacaStreamHub(key_id, secret)
+        self.trade_updates: list[dict[str, Any]] = []  # every order event published, in order
+        self.last_trades: dict[str, LastTrade] = {}
+        self._executions = itertools.count(1)
+        self._publishing: set[asyncio.Task[int]] = set()
+        self.tokenization = tokenization
+        if tokenization is not None:
+            tokenization.attach(self)
 
     def __repr__(self) -> str:
         return f"AlpacaEmulator(base_url={self.base_url!r})"
@@ -201,26 +252,141 @@ class AlpacaEmulator:
             ("GET", "/v2/orders:by_client_order_id", self._by_client_order_id),
             ("GET", "/v2/orders/{order_id}", self._get_order),
             ("DELETE", "/v2/orders/{order_id}", self._cancel_order),
+            ("GET", "/v2/assets/{symbol}", self._asset),
+            ("GET", "/v2/stocks/{symbol}/quotes/latest", self._latest_quote),
+            ("GET", "/v2/stocks/{symbol}/trades/latest", self._latest_trade),
         ]
+        if self.tokenization is not None:
+            routes += self.tokenization.routes()
         for method, path, handler in routes:
             app.router.add_route(method, path, self._wrap(handler))
+        self.streams.add_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         self._runner, self.base_url = await serve_on_loopback(app)
         return self.base_url
 
+    @property
+    def ws_url(self) -> str:
+        """The websocket base (`ws://127.0.0.1:PORT`): `/stream` and `/v2/iex` hang off it."""
+        return "ws" + self.base_url[len("http") :]
+
     async def close(self) -> None:
+        await self.streams.close()
+        if self._publishing:
+            await asyncio.gather(*self._publishing, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
     # -- test controls ---------------------------------------------------------------------------
 
-    def set_quote(self, symbol: str, bid: Decimal, ask: Decimal) -> None:
+    def set_quote(
+        self,
+        symbol: str,
+        bid: Decimal,
+        ask: Decimal,
+        bid_size: Decimal = Decimal(100),
+        ask_size: Decimal = Decimal(100),
+    ) -> QuoteLevel:
         """Set the NBBO of `symbol`; resting limit orders it makes marketable fill at the quote."""
-        self.quotes[symbol] = QuoteLevel(bid, ask)
+        quote = QuoteLevel(bid, ask, bid_size, ask_size, self.clock.now_ns())
+        self.quotes[symbol] = quote
         for order in list(self.state.orders.values()):
             if order.symbol == symbol and order.status in OPEN_STATUSES:
                 self._try_fill(order)
+        return quote
+
+    async def push_quote(
+        self,
+        symbol: str,
+        bid: Decimal,
+        ask: Decimal,
+        bid_size: Decimal = Decimal(100),
+        ask_size: Decimal = Decimal(100),
+    ) -> int:
+        """`set_quote`, then publish it to the market-data subscribers; returns how many got it."""
+        q = self.set_quote(symbol, bid, ask, bid_size, ask_size)
+        message = {
+            "T": "q",
+            "S": symbol,
+            "bx": "V",
+            "bp": float(q.bid),
+            "bs": float(q.bid_size),
+            "ax": "V",
+            "ap": float(q.ask),
+            "as": float(q.ask_size),
+            "t": rfc3339_ns(q.ts),
+            "c": ["R"],
+            "z": "C",
+        }
+        return await self.streams.publish_market_data(message)
+
+    async def push_trade(self, symbol: str, price: Decimal, size: Decimal) -> int:
+        """Print a public trade of `symbol` (the latest trade) and publish it to the subscribers."""
+        trade = LastTrade(price, size, self.clock.now_ns(), next(self._ids))
+        self.last_trades[symbol] = trade
+        message = {
+            "T": "t",
+            "S": symbol,
+            "i": trade.trade_id,
+            "x": "V",
+            "p": float(price),
+            "s": float(size),
+            "t": rfc3339_ns(trade.ts),
+            "c": ["@"],
+            "z": "C",
+        }
+        return await self.streams.publish_market_data(message)
+
+    def order_by_client_id(self, client_order_id: str) -> Order:
+        """The emulator's order with this client id (KeyError if none)."""
+        for order in self.state.orders.values():
+            if order.client_order_id == client_order_id:
+                return order
+        raise KeyError(client_order_id)
+
+    def execute(self, client_order_id: str, qty: Decimal, price: Decimal) -> None:
+        """Fill `qty` of a resting order at `price` (a partial fill unless it completes the order)."""
+        order = self.order_by_client_id(client_order_id)
+        if order.status not in OPEN_STATUSES or order.qty is None:
+            raise ValueError(f"order {client_order_id} is {order.status}")
+        if qty <= 0 or order.filled_qty + qty > order.qty:
+            raise ValueError(f"qty {qty} does not fit order {client_order_id}")
+        self._execute(order, qty, price)
+
+    def reject(self, client_order_id: str, reason: str = "rejected by the exchange") -> None:
+        """Reject an open order that has no fills (a late venue rejection)."""
+        order = self.order_by_client_id(client_order_id)
+        if order.status not in OPEN_STATUSES or order.filled_qty:
+            raise ValueError(f"order {client_order_id} cannot be rejected now")
+        order.status = "rejected"
+        self._publish("rejected", order, reason=reason)
+
+    async def drop_streams(self) -> None:
+        """Close every websocket now (a dropped connection); events meanwhile reach nobody."""
+        await self.streams.drop()
+
+    async def flush(self) -> None:
+        """Wait until every trade update published so far has been written to the sockets."""
+        while self._publishing:
+            await asyncio.gather(*list(self._publishing), return_exceptions=True)
+
+    def _publish(self, event: str, order: Order, **extra: Any) -> None:
+        data: dict[str, Any] = {
+            "event": event,
+            "timestamp": rfc3339_ns(self.clock.now_ns()),
+            "order": order.as_json(),
+        }
+        data.update(extra)
+        self.trade_updates.append(data)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven outside an event loop: nobody can be listening
+            return
+        # Published in order: tasks start FIFO, and each is created after the previous event.
+        task = loop.create_task(self.streams.publish_trade_update(data))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
 
     def inject(self, fault: Fault) -> None:
         self.faults.append(fault)
@@ -238,7 +404,7 @@ class AlpacaEmulator:
 
     # -- plumbing --------------------------------------------------------------------------------
 
-    def _take_fault(self, request: web.Request, after: bool) -> web.Response | None:
+    def _take_fault(self, request: web.Request, after: bool) -> web.Response | Fault | None:
         for fault in self.faults:
             if (
                 fault.times > 0
@@ -247,6 +413,8 @@ class AlpacaEmulator:
                 and (fault.method is None or fault.method == request.method)
             ):
                 fault.times -= 1
+                if fault.kind == "timeout":
+                    return fault
                 if fault.kind == "rate_limit":
                     return web.json_response({"message": "too many requests."}, status=429)
                 return web.Response(status=fault.status, text="Internal Server Error")
@@ -262,9 +430,14 @@ class AlpacaEmulator:
                 dict(request.query),
                 None,
                 request.headers.get("APCA-API-KEY-ID"),
+                idempotency_key=request.headers.get("Idempotency-Key"),
             )
             self.requests.append(record)
-            response = self._take_fault(request, after=False)
+            early = self._take_fault(request, after=False)
+            response = early if isinstance(early, web.Response) else None
+            if isinstance(early, Fault):  # a timeout before processing: answer late, do nothing
+                await asyncio.sleep(early.hang_s)
+                response = web.json_response({"message": "gateway timeout"}, status=504)
             if response is None:
                 try:
                     if (
@@ -288,7 +461,9 @@ class AlpacaEmulator:
                     )
                     response = web.json_response(payload, status=err.status)
                 lost = self._take_fault(request, after=True)
-                if lost is not None:
+                if isinstance(lost, Fault):  # processed; the answer comes after the client gave up
+                    await asyncio.sleep(lost.hang_s)
+                elif lost is not None:
                     response = lost
             record.status = response.status
             return response
@@ -306,7 +481,9 @@ class AlpacaEmulator:
     def _buy_commitments(self) -> Decimal:
         return sum(
             (
-                (o.qty - o.filled_qty) * (o.limit_price or ZERO)
+                o.notional
+                if o.qty is None and o.notional is not None
+                else ((o.qty or ZERO) - o.filled_qty) * (o.limit_price or ZERO)
                 for o in self.state.orders.values()
                 if o.status in OPEN_STATUSES and o.side == "buy"
             ),
@@ -386,9 +563,17 @@ class AlpacaEmulator:
         tif = body.get("time_in_force")
         if tif not in ("day", "gtc", "ioc"):
             raise unprocessable("invalid time_in_force")
-        qty = self._decimal(body, "qty")
-        if qty != qty.to_integral_value() and not asset.fractionable:
+        if (body.get("qty") is None) == (body.get("notional") is None):
+            raise unprocessable("qty or notional is required")
+        qty = self._decimal(body, "qty") if body.get("qty") is not None else None
+        notional = self._decimal(body, "notional") if body.get("notional") is not None else None
+        fractional = notional is not None or (qty is not None and qty != qty.to_integral_value())
+        if fractional and not asset.fractionable:
             raise unprocessable(f'asset "{symbol}" is not fractionable')
+        if fractional and tif != "day":
+            raise unprocessable("fractional orders must be DAY orders")
+        if notional is not None and order_type != "market":
+            raise unprocessable("notional orders must be market orders")
         limit_price = self._decimal(body, "limit_price") if order_type == "limit" else None
         extended = body.get("extended_hours", False) is True
         if extended and (order_type != "limit" or tif != "day"):
@@ -413,18 +598,22 @@ class AlpacaEmulator:
             price = limit_price if limit_price is not None else (quote.ask if quote else None)
             if price is None:
                 raise unprocessable(f"no quote for {symbol}")
-            if qty * price > self.state.cash - self._buy_commitments():
+            cost = notional if notional is not None else (qty or ZERO) * price
+            if cost > self.state.cash - self._buy_commitments():
                 raise AlpacaApiError(403, 40310000, "insufficient buying power")
         else:
             held = self.position(symbol) - sum(
                 (
-                    o.qty - o.filled_qty
+                    (o.qty or ZERO) - o.filled_qty
                     for o in self.state.orders.values()
                     if o.status in OPEN_STATUSES and o.side == "sell" and o.symbol == symbol
                 ),
                 ZERO,
             )
-            if qty > held:
+            wanted = qty
+            if notional is not None:
+                wanted = _shares(notional, quote.bid) if quote is not None else None
+            if wanted is None or wanted > held:
                 raise AlpacaApiError(
                     403, 40310000, f"insufficient qty available for order (available: {held})"
                 )
@@ -439,11 +628,14 @@ class AlpacaEmulator:
             limit_price=limit_price,
             extended_hours=extended,
             created_at=_iso(now),
+            notional=notional,
         )
         self.state.orders[order.id] = order
+        self._publish("new", order)
         self._try_fill(order)
         if order.status == "new" and order.time_in_force == "ioc":
             order.status = "expired"
+            self._publish("expired", order)
         return web.json_response(order.as_json())
 
     def _try_fill(self, order: Order) -> None:
@@ -455,7 +647,14 @@ class AlpacaEmulator:
             price > order.limit_price if order.side == "buy" else price < order.limit_price
         ):
             return
-        qty = order.qty - order.filled_qty
+        if order.qty is None:  # a notional order becomes a share quantity at its fill price
+            assert order.notional is not None
+            order.qty = _shares(order.notional, price)
+        self._execute(order, order.qty - order.filled_qty, price)
+
+    def _execute(self, order: Order, qty: Decimal, price: Decimal) -> None:
+        """Book one execution: cash, position, the order's cumulative fill; publish the event."""
+        assert order.qty is not None
         pos = self.state.positions.setdefault(order.symbol, Position())
         if order.side == "buy":
             self.state.cash -= qty * price
@@ -466,10 +665,22 @@ class AlpacaEmulator:
             self.state.cash += qty * price
             pos.cost -= qty * avg
             pos.qty -= qty
-        order.filled_qty = order.qty
-        order.filled_avg_price = price
-        order.status = "filled"
-        order.filled_at = _iso(self.clock.now_ns())
+        previous = (order.filled_avg_price or ZERO) * order.filled_qty
+        order.filled_qty += qty
+        order.filled_avg_price = (previous + qty * price) / order.filled_qty
+        done = order.filled_qty == order.qty
+        order.status = "filled" if done else "partially_filled"
+        now = _iso(self.clock.now_ns())
+        if done:
+            order.filled_at = now
+        self._publish(
+            "fill" if done else "partial_fill",
+            order,
+            price=str(price),
+            qty=str(qty),
+            position_qty=str(pos.qty),
+            execution_id=f"exec-{next(self._executions)}",
+        )
 
     async def _list_orders(self, request: web.Request, body: dict[str, Any]) -> web.Response:
         status = request.query.get("status", "open")
@@ -504,4 +715,65 @@ class AlpacaEmulator:
             raise unprocessable(f'order is already in "{order.status}" state')
         order.status = "canceled"
         order.canceled_at = _iso(self.clock.now_ns())
+        self._publish("canceled", order)
         return web.Response(status=204)
+
+    async def _asset(self, request: web.Request, body: dict[str, Any]) -> web.Response:
+        symbol = request.match_info["symbol"]
+        asset = self.assets.get(symbol)
+        if asset is None:
+            raise AlpacaApiError(404, 40410000, f"asset not found for {symbol}")
+        return web.json_response(
+            {
+                "id": f"asset-{symbol}",
+                "class": "us_equity",
+                "exchange": "NASDAQ",
+                "symbol": symbol,
+                "name": symbol,
+                "status": "active",
+                "tradable": asset.tradable,
+                "marginable": True,
+                "shortable": False,
+                "easy_to_borrow": False,
+                "fractionable": asset.fractionable,
+            }
+        )
+
+    async def _latest_quote(self, request: web.Request, body: dict[str, Any]) -> web.Response:
+        symbol = request.match_info["symbol"]
+        q = self.quotes.get(symbol)
+        if q is None:
+            raise AlpacaApiError(404, 40410000, f"no quote found for {symbol}")
+        quote = {
+            "t": rfc3339_ns(q.ts),
+            "ax": "V",
+            "ap": float(q.ask),
+            "as": float(q.ask_size),
+            "bx": "V",
+            "bp": float(q.bid),
+            "bs": float(q.bid_size),
+            "c": ["R"],
+            "z": "C",
+        }
+        return web.json_response({"symbol": symbol, "quote": quote})
+
+    async def _latest_trade(self, request: web.Request, body: dict[str, Any]) -> web.Response:
+        symbol = request.match_info["symbol"]
+        t = self.last_trades.get(symbol)
+        if t is None:
+            raise AlpacaApiError(404, 40410000, f"no trade found for {symbol}")
+        trade = {
+            "t": rfc3339_ns(t.ts),
+            "x": "V",
+            "p": float(t.price),
+            "s": float(t.size),
+            "c": ["@"],
+            "i": t.trade_id,
+            "z": "C",
+        }
+        return web.json_response({"symbol": symbol, "trade": trade})
+
+
+def _shares(notional: Decimal, price: Decimal) -> Decimal:
+    """Shares a dollar amount buys at `price`, rounded down to Alpaca's 9 decimals."""
+    return (notional / price).quantize(Decimal("1e-9"), rounding=ROUND_DOWN)
