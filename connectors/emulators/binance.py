@@ -32,10 +32,11 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from connectors.emulators.binance_ws import BinanceStreams
 from connectors.emulators.server import serve_on_loopback
 
 Handler = Callable[[web.Request, dict[str, str]], Awaitable[web.Response]]
-FaultKind = Literal["rate_limit", "server_error", "delay"]
+FaultKind = Literal["rate_limit", "server_error", "delay", "lost_response"]
 
 ZERO = Decimal(0)
 
@@ -94,17 +95,26 @@ class RecordedRequest:
     api_key: str | None
     signed: bool
     status: int = 200
+    received_at: float = 0.0  # time.monotonic() on arrival, s
 
 
 @dataclass
 class Fault:
-    """Answer the next `times` requests (whose path contains `path`, if set) with this fault."""
+    """Answer the next `times` requests (whose path contains `path` and whose method is `method`,
+    if set) with this fault.
+
+    `rate_limit` answers 429 with `Retry-After: retry_after` (s) and does nothing; `server_error`
+    answers `status` and does nothing; `delay` holds the request `delay` s, then serves it;
+    `lost_response` serves the request (the order is placed) and then answers `status` anyway.
+    """
 
     kind: FaultKind
     times: int = 1
     path: str | None = None
     status: int = 503
     delay: float = 5.0
+    retry_after: int = 1
+    method: str | None = None
 
 
 @dataclass
@@ -190,14 +200,18 @@ class BinanceEmulator:
         self.requests: list[RecordedRequest] = []
         self.faults: list[Fault] = []
         self._ids = itertools.count(1)
-        self._update_id = 1
+        self._versions = {s: 1 for s in self.symbols}  # per-symbol book update id (depth U/u)
+        self._published: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
+        self._listen_keys: set[str] = set()
+        self.streams = BinanceStreams(api_key, api_secret, self._listen_keys.__contains__)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        self.ws_url = ""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> str:
-        app = web.Application()
+        """Serve REST and websockets on 127.0.0.1; returns `base_url` (`ws_url` is the same for ws)."""
         routes: list[tuple[str, str, Handler, bool]] = [
             ("GET", "/api/v3/ping", self._ping, False),
             ("GET", "/api/v3/time", self._time, False),
@@ -217,14 +231,24 @@ class BinanceEmulator:
             ("GET", "/sapi/v1/system/status", self._system_status, False),
             ("GET", "/sapi/v1/margin/allPairs", self._margin_pairs, True),
             ("GET", "/sapi/v1/margin/isolated/allPairs", self._margin_pairs, True),
+            ("POST", "/api/v3/userDataStream", self._new_listen_key, False),
+            ("PUT", "/api/v3/userDataStream", self._keep_listen_key, False),
+            ("DELETE", "/api/v3/userDataStream", self._close_listen_key, False),
         ]
+        return await self._serve(routes)
+
+    async def _serve(self, routes: list[tuple[str, str, Handler, bool]]) -> str:
+        app = web.Application()
+        self.streams.add_routes(app)
         for method, path, handler, signed in routes:
             app.router.add_route(method, path, self._wrap(handler, signed))
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         self._runner, self.base_url = await serve_on_loopback(app)
+        self.ws_url = "ws" + self.base_url[len("http") :]
         return self.base_url
 
     async def close(self) -> None:
+        await self.streams.drop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -240,10 +264,10 @@ class BinanceEmulator:
         """Replace the outside market's levels; resting orders the new levels cross fill as maker."""
         self.bids[symbol_id] = sorted((Level(p, q) for p, q in bids), key=lambda lv: -lv.price)
         self.asks[symbol_id] = sorted((Level(p, q) for p, q in asks), key=lambda lv: lv.price)
-        self._update_id += 1
         for order in sorted(self.orders.values(), key=lambda o: o.order_id):
             if order.symbol == symbol_id and order.status in ("NEW", "PARTIALLY_FILLED"):
                 self._match(order, maker=True)
+        self._book_changed(symbol_id)
 
     def inject(self, fault: Fault) -> None:
         self.faults.append(fault)
@@ -264,10 +288,16 @@ class BinanceEmulator:
             if body and request.content_type == "application/x-www-form-urlencoded":
                 params.update(parse_qsl(body, keep_blank_values=True))
             record = RecordedRequest(
-                request.method, request.path, params, request.headers.get("X-MBX-APIKEY"), signed
+                request.method,
+                request.path,
+                params,
+                request.headers.get("X-MBX-APIKEY"),
+                signed,
+                received_at=time.monotonic(),
             )
             self.requests.append(record)
-            response = await self._fault_response(request.path)
+            fault = self._take_fault(request.method, request.path)
+            response = await self._fault_response(fault)
             if response is None:
                 try:
                     if signed:
@@ -275,21 +305,34 @@ class BinanceEmulator:
                     response = await handler(request, params)
                 except BinanceError as err:
                     response = web.json_response({"code": err.code, "msg": err.msg}, status=err.status)
+                if fault is not None and fault.kind == "lost_response":
+                    response = web.Response(status=fault.status, text="<html>Bad Gateway</html>")
             record.status = response.status
             return response
 
         return run
 
-    async def _fault_response(self, path: str) -> web.Response | None:
+    def _take_fault(self, method: str, path: str) -> Fault | None:
         for fault in self.faults:
-            if fault.times > 0 and (fault.path is None or fault.path in path):
+            if (
+                fault.times > 0
+                and (fault.path is None or fault.path in path)
+                and (fault.method is None or fault.method == method)
+            ):
                 fault.times -= 1
-                if fault.kind == "rate_limit":
-                    return web.json_response(RATE_LIMIT_BODY, status=429, headers={"Retry-After": "1"})
-                if fault.kind == "server_error":
-                    return web.Response(status=fault.status, text="<html>Service Unavailable</html>")
-                await asyncio.sleep(fault.delay)
-                return None
+                return fault
+        return None
+
+    async def _fault_response(self, fault: Fault | None) -> web.Response | None:
+        """The response that replaces the real one, or None to serve the request."""
+        if fault is None or fault.kind == "lost_response":
+            return None
+        if fault.kind == "rate_limit":
+            headers = {"Retry-After": str(fault.retry_after)}
+            return web.json_response(RATE_LIMIT_BODY, status=429, headers=headers)
+        if fault.kind == "server_error":
+            return web.Response(status=fault.status, text="<html>Service Unavailable</html>")
+        await asyncio.sleep(fault.delay)
         return None
 
     def _check_signature(
@@ -433,7 +476,7 @@ class BinanceEmulator:
         symbol = self._symbol(params)
         limit = int(params.get("limit", "100"))
         bids, asks = self._levels(symbol.id)
-        depth = {"lastUpdateId": self._update_id, "bids": bids[:limit], "asks": asks[:limit]}
+        depth = {"lastUpdateId": self._versions[symbol.id], "bids": bids[:limit], "asks": asks[:limit]}
         return web.json_response(depth)
 
     def _ticker(self, s: BinanceSymbol) -> dict[str, Any]:
@@ -532,13 +575,56 @@ class BinanceEmulator:
             raise missing(name)
         return value
 
+    # Hooks a derivatives emulator overrides: order types, funds, settlement, formats, events.
+    ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET")
+    TIME_IN_FORCE = ("GTC", "IOC", "FOK")
+
+    def _is_post_only(self, order_type: str, tif: str | None) -> bool:
+        return order_type == "LIMIT_MAKER"
+
+    def _post_only_error(self) -> BinanceError:
+        return BinanceError(-2010, "Order would immediately match and take.")
+
+    def _check_funds(
+        self,
+        s: BinanceSymbol,
+        side: str,
+        order_type: str,
+        qty: Decimal,
+        price: Decimal,
+        cost: Decimal,
+        params: dict[str, str],
+    ) -> None:
+        """Raise if the account cannot pay for the order (spot: the free balance of what is paid)."""
+        needed, asset = self._needed(s, side, order_type, qty, price, cost)
+        if self.free.get(asset, ZERO) < needed:
+            raise BinanceError(*INSUFFICIENT_BALANCE)
+
+    @staticmethod
+    def _needed(
+        s: BinanceSymbol, side: str, order_type: str, qty: Decimal, price: Decimal, cost: Decimal
+    ) -> tuple[Decimal, str]:
+        if side == "BUY":
+            return (cost if order_type == "MARKET" else qty * price), s.quote
+        return qty, s.base
+
+    def _lock(self, order: Order) -> None:
+        """Reserve what a resting order needs (spot: lock its quote or base in the balance)."""
+        if order.type != "MARKET":
+            s = self.symbols[order.symbol]
+            amount, asset = self._needed(s, order.side, order.type, order.orig_qty, order.price, ZERO)
+            self._move(asset, amount, lock=True)
+
+    def _new_order_extra(self, order: Order, params: dict[str, str]) -> None:
+        """Parameters the derivatives emulator reads (reduceOnly)."""
+
     async def _new_order(self, request: web.Request, params: dict[str, str]) -> web.Response:
         s = self._symbol(params)
         side = self._require(params, "side").upper()
         order_type = self._require(params, "type").upper()
         if side not in ("BUY", "SELL"):
             raise BinanceError(-1117, "Invalid side.")
-        if order_type not in ("LIMIT", "LIMIT_MAKER", "MARKET"):
+        if order_type not in self.ORDER_TYPES:
             raise BinanceError(-1116, "Invalid orderType.")
         qty = Decimal(self._require(params, "quantity"))
         if qty < s.min_qty or qty % s.step_size != 0:
@@ -551,7 +637,7 @@ class BinanceEmulator:
                 raise BinanceError(-1013, "Filter failure: PRICE_FILTER")
             if order_type == "LIMIT":
                 tif = self._require(params, "timeInForce").upper()
-                if tif not in ("GTC", "IOC", "FOK"):
+                if tif not in self.TIME_IN_FORCE:
                     raise BinanceError(-1115, "Invalid timeInForce.")
         book = self.asks[s.id] if side == "BUY" else self.bids[s.id]
 
@@ -567,19 +653,14 @@ class BinanceEmulator:
                 break
             take = min(lv.qty, left)
             fillable, cost, left = fillable + take, cost + take * lv.price, left - take
-        if order_type == "LIMIT_MAKER" and fillable > 0:
-            raise BinanceError(-2010, "Order would immediately match and take.")
+        if self._is_post_only(order_type, tif) and fillable > 0:
+            raise self._post_only_error()
         if order_type == "MARKET" and fillable == 0:
             raise BinanceError(-2010, "Market is closed.")
         notional = cost if order_type == "MARKET" else qty * price
         if notional < s.min_notional:
-            raise BinanceError(-1013, "Filter failure: NOTIONAL")
-        if side == "BUY":
-            needed, asset = (cost if order_type == "MARKET" else qty * price), s.quote
-        else:
-            needed, asset = qty, s.base
-        if self.free.get(asset, ZERO) < needed:
-            raise BinanceError(*INSUFFICIENT_BALANCE)
+            raise self._notional_error(s)
+        self._check_funds(s, side, order_type, qty, price, cost, params)
         now = self._now()
         order = Order(
             order_id=next(self._ids),
@@ -592,19 +673,26 @@ class BinanceEmulator:
             orig_qty=qty,
             time_ms=now,
         )
+        self._new_order_extra(order, params)
         if tif == "FOK" and fillable < qty:
             order.status = "EXPIRED"
-            return web.json_response(order.as_json(with_fills=True))
+            self.orders[order.order_id] = order
+            self._report(order, "EXPIRED")
+            return web.json_response(self._order_json(order, with_fills=True))
         # Lock what a resting order needs, then take from the book.
         self.orders[order.order_id] = order
-        if order_type != "MARKET":
-            self._move(asset, needed, lock=True)
+        self._lock(order)
+        self._report(order, "NEW")
         self._match(order, maker=False)
         if order.remaining > 0 and (order_type == "MARKET" or tif == "IOC"):
             order.status = "EXPIRED"
-            if order_type != "MARKET":
-                self._release(order)
-        return web.json_response(order.as_json(with_fills=True))
+            self._release(order)
+            self._report(order, "EXPIRED")
+        self._book_changed(s.id)
+        return web.json_response(self._order_json(order, with_fills=True))
+
+    def _notional_error(self, s: BinanceSymbol) -> BinanceError:
+        return BinanceError(-1013, "Filter failure: NOTIONAL")
 
     def _move(self, asset: str, amount: Decimal, *, lock: bool) -> None:
         src, dst = (self.free, self.locked) if lock else (self.locked, self.free)
@@ -613,18 +701,43 @@ class BinanceEmulator:
 
     def _release(self, order: Order) -> None:
         """Unlock what is still locked for the order's unfilled part."""
+        if order.type == "MARKET":
+            return
         s = self.symbols[order.symbol]
         if order.side == "BUY":
             self._move(s.quote, order.remaining * order.price, lock=False)
         else:
             self._move(s.base, order.remaining, lock=False)
 
+    def _settle(
+        self, order: Order, take: Decimal, fill_price: Decimal, fee_rate: Decimal
+    ) -> tuple[Decimal, str]:
+        """Move the balances for one execution; returns the commission and its asset."""
+        s = self.symbols[order.symbol]
+        quote_qty = take * fill_price
+        resting = order.type != "MARKET"
+        if order.side == "BUY":
+            commission, commission_asset = take * fee_rate, s.base
+            if resting:
+                self.locked[s.quote] -= take * order.price
+                self.free[s.quote] = self.free.get(s.quote, ZERO) + take * order.price - quote_qty
+            else:
+                self.free[s.quote] = self.free.get(s.quote, ZERO) - quote_qty
+            self.free[s.base] = self.free.get(s.base, ZERO) + take - commission
+        else:
+            commission, commission_asset = quote_qty * fee_rate, s.quote
+            if resting:
+                self.locked[s.base] -= take
+            else:
+                self.free[s.base] = self.free.get(s.base, ZERO) - take
+            self.free[s.quote] = self.free.get(s.quote, ZERO) + quote_qty - commission
+        return commission, commission_asset
+
     def _match(self, order: Order, *, maker: bool) -> None:
         """Fill `order` against the outside levels it crosses; balances and trades move."""
         s = self.symbols[order.symbol]
         book = self.asks[s.id] if order.side == "BUY" else self.bids[s.id]
         fee_rate = self.maker_fee if maker else self.taker_fee
-        resting = order.type != "MARKET"
         while book and order.remaining > 0:
             lv = book[0]
             if order.type != "MARKET" and (
@@ -637,52 +750,187 @@ class BinanceEmulator:
             lv.qty -= take
             if lv.qty <= 0:
                 book.pop(0)
-            self._update_id += 1
-            if order.side == "BUY":
-                commission, commission_asset = take * fee_rate, s.base
-                if resting:
-                    self.locked[s.quote] -= take * order.price
-                    self.free[s.quote] = self.free.get(s.quote, ZERO) + take * order.price - quote_qty
-                else:
-                    self.free[s.quote] = self.free.get(s.quote, ZERO) - quote_qty
-                self.free[s.base] = self.free.get(s.base, ZERO) + take - commission
-            else:
-                commission, commission_asset = quote_qty * fee_rate, s.quote
-                if resting:
-                    self.locked[s.base] -= take
-                else:
-                    self.free[s.base] = self.free.get(s.base, ZERO) - take
-                self.free[s.quote] = self.free.get(s.quote, ZERO) + quote_qty - commission
+            commission, commission_asset = self._settle(order, take, fill_price, fee_rate)
             order.executed_qty += take
             order.cum_quote += quote_qty
             order.status = "FILLED" if order.remaining == 0 else "PARTIALLY_FILLED"
             trade_id = len(self.trades) + 1
-            order.fills.append(
+            now = self._now()
+            fill = {
+                "price": fmt(fill_price),
+                "qty": fmt(take),
+                "commission": fmt(commission),
+                "commissionAsset": commission_asset,
+                "tradeId": trade_id,
+            }
+            order.fills.append(fill)
+            trade = {
+                "symbol": s.id,
+                "id": trade_id,
+                "orderId": order.order_id,
+                "orderListId": -1,
+                "price": fmt(fill_price),
+                "qty": fmt(take),
+                "quoteQty": fmt(quote_qty),
+                "commission": fmt(commission),
+                "commissionAsset": commission_asset,
+                "time": now,
+                "isBuyer": order.side == "BUY",
+                "isMaker": maker,
+                "isBestMatch": True,
+            }
+            self.trades.append(self._trade_json(order, trade))
+            # The public tape: the buyer is the maker when we bought as maker or sold as taker.
+            self.streams.publish(
+                f"{s.id.lower()}@trade",
                 {
-                    "price": fmt(fill_price),
-                    "qty": fmt(take),
-                    "commission": fmt(commission),
-                    "commissionAsset": commission_asset,
-                    "tradeId": trade_id,
-                }
+                    "e": "trade",
+                    "E": now,
+                    "s": s.id,
+                    "t": trade_id,
+                    "p": fmt(fill_price),
+                    "q": fmt(take),
+                    "T": now,
+                    "m": (order.side == "BUY") == maker,
+                    "M": True,
+                },
             )
-            self.trades.append(
-                {
-                    "symbol": s.id,
-                    "id": trade_id,
-                    "orderId": order.order_id,
-                    "orderListId": -1,
-                    "price": fmt(fill_price),
-                    "qty": fmt(take),
-                    "quoteQty": fmt(quote_qty),
-                    "commission": fmt(commission),
-                    "commissionAsset": commission_asset,
-                    "time": self._now(),
-                    "isBuyer": order.side == "BUY",
-                    "isMaker": maker,
-                    "isBestMatch": True,
-                }
-            )
+            self._report(order, "TRADE", fill | {"maker": maker, "time": now})
+
+    def _trade_json(self, order: Order, trade: dict[str, Any]) -> dict[str, Any]:
+        """A `myTrades` row (the futures emulator adds its fields)."""
+        return trade
+
+    def _order_json(self, order: Order, *, with_fills: bool = False) -> dict[str, Any]:
+        return order.as_json(with_fills=with_fills)
+
+    # -- websocket events ------------------------------------------------------------------------
+
+    def _book_changed(self, symbol_id: str) -> None:
+        """Publish what changed in the visible book since the last publication (depth diff, top)."""
+        bid_rows, ask_rows = self._levels(symbol_id)
+        bids = {p: q for p, q in bid_rows}
+        asks = {p: q for p, q in ask_rows}
+        old_bids, old_asks = self._published.get(symbol_id, ({}, {}))
+        if (bids, asks) == (old_bids, old_asks):
+            return
+        self._published[symbol_id] = (bids, asks)
+        self._versions[symbol_id] += 1
+        version = self._versions[symbol_id]
+
+        def diff(new: dict[str, str], old: dict[str, str]) -> list[list[str]]:
+            rows = [[p, q] for p, q in new.items() if old.get(p) != q]
+            return rows + [[p, fmt(ZERO)] for p in old if p not in new]
+
+        stream = symbol_id.lower()
+        now = self._now()
+        self.streams.publish(
+            f"{stream}@depth",
+            {
+                "e": "depthUpdate",
+                "E": now,
+                "s": symbol_id,
+                "U": version,
+                "u": version,
+                "b": diff(bids, old_bids),
+                "a": diff(asks, old_asks),
+            }
+            | self._depth_extra(version, now),
+        )
+        zero = [fmt(ZERO), fmt(ZERO)]
+        top_bid, top_ask = (bid_rows or [zero])[0], (ask_rows or [zero])[0]
+        self.streams.publish(
+            f"{stream}@bookTicker",
+            {"u": version, "s": symbol_id, "b": top_bid[0], "B": top_bid[1], "a": top_ask[0], "A": top_ask[1]}
+            | self._book_ticker_extra(now),
+        )
+
+    def _depth_extra(self, version: int, now: int) -> dict[str, Any]:
+        return {}
+
+    def _book_ticker_extra(self, now: int) -> dict[str, Any]:
+        return {}
+
+    def _report(self, order: Order, execution: str, fill: dict[str, Any] | None = None) -> None:
+        """An `executionReport` and an `outboundAccountPosition` on the user data streams."""
+        now = self._now()
+        fill = fill or {}
+        last_qty = Decimal(fill.get("qty", "0"))
+        last_price = Decimal(fill.get("price", "0"))
+        self.streams.publish_user(
+            {
+                "e": "executionReport",
+                "E": now,
+                "s": order.symbol,
+                "c": order.client_order_id,
+                "S": order.side,
+                "o": order.type,
+                "f": order.time_in_force or "GTC",
+                "q": fmt(order.orig_qty),
+                "p": fmt(order.price),
+                "P": fmt(ZERO),
+                "F": fmt(ZERO),
+                "g": -1,
+                "C": order.client_order_id if execution == "CANCELED" else "",
+                "x": execution,
+                "X": order.status,
+                "r": "NONE",
+                "i": order.order_id,
+                "l": fmt(last_qty),
+                "z": fmt(order.executed_qty),
+                "L": fmt(last_price),
+                "n": fill.get("commission", "0"),
+                "N": fill.get("commissionAsset"),
+                "T": fill.get("time", now),
+                "t": fill.get("tradeId", -1),
+                "I": next(self._ids) + 10**9,
+                "w": order.status in ("NEW", "PARTIALLY_FILLED"),
+                "m": bool(fill.get("maker", False)),
+                "M": False,
+                "O": order.time_ms,
+                "Z": fmt(order.cum_quote),
+                "Y": fmt(last_qty * last_price),
+                "Q": fmt(ZERO),
+                "W": order.time_ms,
+                "V": "NONE",
+            }
+        )
+        s = self.symbols[order.symbol]
+        self.streams.publish_user(
+            {
+                "e": "outboundAccountPosition",
+                "E": now,
+                "u": now,
+                "B": [
+                    {"a": a, "f": fmt(self.free.get(a, ZERO)), "l": fmt(self.locked.get(a, ZERO))}
+                    for a in (s.base, s.quote)
+                ],
+            }
+        )
+
+    # -- listen keys -----------------------------------------------------------------------------
+
+    def _check_api_key(self, request: web.Request) -> None:
+        if request.headers.get("X-MBX-APIKEY") != self.api_key:
+            raise BinanceError(*BAD_API_KEY, status=401)
+
+    async def _new_listen_key(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        self._check_api_key(request)
+        key = hashlib.sha256(f"{self.api_key}{len(self._listen_keys)}{time.time_ns()}".encode()).hexdigest()
+        self._listen_keys.add(key)
+        return web.json_response({"listenKey": key})
+
+    async def _keep_listen_key(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        self._check_api_key(request)
+        key = params.get("listenKey")
+        if key is not None and key not in self._listen_keys:
+            raise BinanceError(-1125, "This listenKey does not exist.")
+        return web.json_response({} if key is not None else {"listenKey": next(iter(self._listen_keys), "")})
+
+    async def _close_listen_key(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        self._check_api_key(request)
+        self._listen_keys.discard(params.get("listenKey", ""))
+        return web.json_response({})
 
     def _find_order(self, params: dict[str, str]) -> Order:
         s = self._symbol(params)
@@ -705,17 +953,18 @@ class BinanceEmulator:
             raise BinanceError(-2011, "Unknown order sent.")
         self._release(order)
         order.status = "CANCELED"
-        self._update_id += 1
-        return web.json_response(order.as_json())
+        self._report(order, "CANCELED")
+        self._book_changed(order.symbol)
+        return web.json_response(self._order_json(order))
 
     async def _query_order(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        return web.json_response(self._find_order(params).as_json())
+        return web.json_response(self._order_json(self._find_order(params)))
 
     async def _open_orders(self, request: web.Request, params: dict[str, str]) -> web.Response:
         symbol_id = self._symbol(params).id if "symbol" in params else None
         return web.json_response(
             [
-                o.as_json()
+                self._order_json(o)
                 for o in self.orders.values()
                 if o.status in ("NEW", "PARTIALLY_FILLED") and (symbol_id is None or o.symbol == symbol_id)
             ]
@@ -723,7 +972,7 @@ class BinanceEmulator:
 
     async def _all_orders(self, request: web.Request, params: dict[str, str]) -> web.Response:
         s = self._symbol(params)
-        orders = [o.as_json() for o in self.orders.values() if o.symbol == s.id]
+        orders = [self._order_json(o) for o in self.orders.values() if o.symbol == s.id]
         return web.json_response(orders[-int(params.get("limit", "500")) :])
 
     async def _my_trades(self, request: web.Request, params: dict[str, str]) -> web.Response:
