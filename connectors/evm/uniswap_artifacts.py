@@ -1,9 +1,10 @@
 """The real Uniswap contracts, loaded from their npm artifacts and deployed with an `AsyncWeb3`.
 
-The artifacts are the ones published by Uniswap (`@uniswap/v2-core` 1.0.1, `@uniswap/v3-core` 1.0.1,
-`@uniswap/v3-periphery` 1.4.4, installed by `npm install` in the project root): the bytecode that
-runs on mainnet, so the periphery's hard-coded pool init code hash matches the pools the factory
-deploys (QuoterV2, SwapRouter and NonfungiblePositionManager find their pools by CREATE2 address).
+The artifacts are the ones published by Uniswap (`@uniswap/v2-core` 1.0.1, `@uniswap/v2-periphery`
+1.1.0-beta.0, `@uniswap/v3-core` 1.0.1, `@uniswap/v3-periphery` 1.4.4, installed by `npm install` in
+the project root): the bytecode that runs on mainnet, so the periphery's hard-coded pool init code
+hash matches the pools the factory deploys (QuoterV2, SwapRouter and NonfungiblePositionManager
+find their pools by CREATE2 address; UniswapV2Router02 its pairs likewise).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ ARTIFACTS: dict[str, tuple[str, str]] = {
     "UniswapV2Pair": ("@uniswap/v2-core", "build/UniswapV2Pair.json"),
     # v2-core's test ERC-20: constructor(uint256 totalSupply) mints it all to the deployer, 18 decimals
     "ERC20": ("@uniswap/v2-core", "build/ERC20.json"),
+    # UniswapV2Library.pairFor hard-codes the pair init code hash: v2-core 1.0.1's pair has it
+    "UniswapV2Router02": ("@uniswap/v2-periphery", "build/UniswapV2Router02.json"),
+    "WETH9": ("@uniswap/v2-periphery", "build/WETH9.json"),
     "UniswapV3Factory": (
         "@uniswap/v3-core",
         "artifacts/contracts/UniswapV3Factory.sol/UniswapV3Factory.json",

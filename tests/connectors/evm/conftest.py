@@ -209,3 +209,14 @@ async def v2(v2_deployed: V2Deployment) -> AsyncIterator[V2Deployment]:
     finally:
         reverted = await w3.provider.make_request(RPCEndpoint("evm_revert"), [snapshot])
         assert reverted["result"] is True
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def v2_router(v2_deployed: V2Deployment) -> AsyncContract:
+    """UniswapV2Router02 (with a WETH9) on the v2 factory; the deployer approved it for both tokens."""
+    w3 = v2_deployed.w3
+    weth = await deploy(w3, load_artifact("WETH9"))
+    router = await deploy(w3, load_artifact("UniswapV2Router02"), v2_deployed.factory.address, weth.address)
+    for token in (v2_deployed.token0, v2_deployed.token1):
+        await v2_deployed.send(token.functions.approve(router.address, 2**256 - 1))
+    return router
