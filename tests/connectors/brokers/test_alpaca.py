@@ -169,8 +169,23 @@ async def test_fractional_qty_on_non_fractionable_asset_is_rejected(
 ) -> None:
     update = await broker.submit(order("f-1", instrument="BRK.A", quantity=D("0.01")))
     assert update.status is OrderStatus.REJECTED
-    assert update.reason == 'alpaca 422: asset "BRK.A" is not fractionable'
-    assert emulator.requests_to("/v2/orders", "POST")[0].status == 422
+    assert update.reason == "quantity: 0.01 is fractional but BRK.A is not fractionable at Alpaca"
+    assert emulator.requests_to("/v2/orders", "POST") == []  # refused locally from /v2/assets
+    assert [r.status for r in emulator.requests_to("/v2/assets/BRK.A")] == [200]
+    # fractional on a fractionable asset needs a day order
+    gtc = await broker.submit(order("f-2", quantity=D("0.5"), time_in_force=TimeInForce.GTC))
+    assert gtc.reason == "time_in_force: gtc, fractional orders must be day orders (quantity: 0.5)"
+    assert emulator.requests_to("/v2/orders", "POST") == []
+
+
+async def test_emulator_refuses_fractional_itself(
+    emulator: AlpacaEmulator, http: aiohttp.ClientSession
+) -> None:
+    headers = {"APCA-API-KEY-ID": KEY_ID, "APCA-API-SECRET-KEY": SECRET}
+    body = {"symbol": "BRK.A", "qty": "0.01", "side": "buy", "type": "market", "time_in_force": "day"}
+    async with http.post(emulator.base_url + "/v2/orders", json=body, headers=headers) as resp:
+        assert resp.status == 422
+        assert await resp.json() == {"code": 42210000, "message": 'asset "BRK.A" is not fractionable'}
 
 
 async def test_lost_answer_after_500_is_not_sent_twice(
