@@ -249,13 +249,14 @@ class AlpacaBroker:
         params: dict[str, str] | None,
         body: dict[str, Any] | None,
         base: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> _Response:
         async with self._http().request(
             method,
             (self.base_url if base is None else base) + path,
             params=params,
             json=body,
-            headers=self._headers,
+            headers=self._headers if headers is None else {**headers, **self._headers},
             timeout=self._timeout,
         ) as resp:
             text = await resp.text()
@@ -274,19 +275,24 @@ class AlpacaBroker:
         *,
         client_order_id: str | None = None,
         base: str | None = None,
+        lookup: tuple[str, dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> _Response:
-        """Send with retries; with `client_order_id`, look the order up before any resend."""
+        """Send with retries; before any resend, look the request up (`lookup`: GET path and query,
+        404 = never taken; `client_order_id` = the order lookup) and return it if it was taken."""
+        if client_order_id is not None:
+            lookup = ("/v2/orders:by_client_order_id", {"client_order_id": client_order_id})
         last = ""
         for attempt in range(self.max_attempts):
             if attempt:
                 await asyncio.sleep(min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s))
-                if client_order_id is not None:
-                    found = await self._lookup(client_order_id)
+                if lookup is not None:
+                    found = await self.find(*lookup)
                     if found is not None:
-                        log.info("alpaca %s: %s already taken, not resent", self.name, client_order_id)
+                        log.info("alpaca %s: %s already taken, not resent", self.name, path)
                         return _Response(200, found)
             try:
-                resp = await self._once(method, path, params, body, base)
+                resp = await self._once(method, path, params, body, base, headers)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 last = f"{type(exc).__name__}"
                 log.warning(
@@ -304,15 +310,35 @@ class AlpacaBroker:
             return resp
         raise AlpacaUnavailable(0, f"{method} {path}: gave up after {self.max_attempts} attempts ({last})")
 
+    async def request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        *,
+        lookup: tuple[str, dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """`(HTTP status, parsed JSON)` of a signed request to the trading API, with the retry policy.
+
+        `lookup` (a GET path and query answering 404 until the request exists) makes a POST
+        idempotent: it is checked before every resend. Raises `AlpacaAuthError` / `AlpacaUnavailable`.
+        """
+        resp = await self._request(method, path, params, body, lookup=lookup, headers=headers)
+        return resp.status, resp.body
+
     async def _lookup(self, client_order_id: str) -> dict[str, Any] | None:
         """The order with this client id, or None if Alpaca never took it (raises if it cannot tell)."""
+        return await self.find("/v2/orders:by_client_order_id", {"client_order_id": client_order_id})
+
+    async def find(self, path: str, params: dict[str, str]) -> dict[str, Any] | None:
+        """GET `path`: the object, or None on 404 (retried on 429/5xx; raises if it cannot tell)."""
         for attempt in range(self.max_attempts):
             if attempt:
                 await asyncio.sleep(min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s))
             try:
-                resp = await self._once(
-                    "GET", "/v2/orders:by_client_order_id", {"client_order_id": client_order_id}, None
-                )
+                resp = await self._once("GET", path, params, None)
             except (aiohttp.ClientError, TimeoutError):
                 continue
             if resp.status == 404:
@@ -322,7 +348,7 @@ class AlpacaBroker:
             if resp.status == 429 or resp.status >= 500:
                 continue
             raise AlpacaError(resp.status, _message(resp.body))
-        raise AlpacaUnavailable(0, f"lookup of {client_order_id}: gave up after {self.max_attempts} attempts")
+        raise AlpacaUnavailable(0, f"lookup {path}: gave up after {self.max_attempts} attempts")
 
     # -- mapping ---------------------------------------------------------------------------------
 

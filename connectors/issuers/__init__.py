@@ -1,0 +1,1 @@
+"""Token issuers (mint/redeem desks): live connectors behind the venue port."""
