@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from aiohttp import web
 
@@ -48,6 +48,25 @@ RATE_LIMIT_BODY = {
 BAD_SIGNATURE = (-1022, "Signature for this request is not valid.")
 BAD_API_KEY = (-2015, "Invalid API-key, IP, or permissions for action.")
 INSUFFICIENT_BALANCE = (-2010, "Account has insufficient balance for requested action.")
+
+
+def point_ccxt_at(client: Any, base_url: str) -> Any:
+    """Point a ccxt binance client (REST and, for ccxt.pro, websockets) at a local emulator.
+
+    Every `urls['api']` entry becomes `base_url` + its path, and every websocket url
+    `ws://...` + its path, so ccxt's own path building stays untouched. Returns the client.
+    """
+    ws_url = "ws" + base_url[len("http") :]
+
+    def rewrite(urls: dict[str, Any], base: str) -> None:
+        for name, url in urls.items():
+            if isinstance(url, str):
+                urls[name] = base + urlsplit(url).path
+            elif isinstance(url, dict):
+                rewrite(url, ws_url if name == "ws" else base)
+
+    rewrite(client.urls["api"], base_url)
+    return client
 
 
 def fmt(value: Decimal) -> str:

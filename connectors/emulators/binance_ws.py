@@ -52,6 +52,7 @@ class BinanceStreams:
         self.is_listen_key = is_listen_key
         self.refuse = False
         self.connections = 0
+        self.refused = 0  # upgrades answered 503 while `refuse` was set
         self.received: list[dict[str, Any]] = []  # every client message, parsed
         self._conns: set[_Conn] = set()
         self._subscription_ids = 0
@@ -109,6 +110,7 @@ class BinanceStreams:
 
     async def _accept(self, request: web.Request, kind: str) -> _Conn | web.Response:
         if self.refuse:
+            self.refused += 1
             return web.Response(status=503, text="emulator refuses websocket connections")
         ws = web.WebSocketResponse(autoping=True, heartbeat=None)
         await ws.prepare(request)
