@@ -39,14 +39,21 @@ class PoolNotLoadedError(RuntimeError):
     """The pool was used before its first `await refresh()`."""
 
 
-async def batch_calls(w3: AsyncWeb3[Any], calls: Sequence[Any], block_number: int) -> list[Any]:
-    """The results of contract-function `calls` (eth_call at `block_number`), as one JSON-RPC batch."""
-    if not calls:
-        return []
-    async with w3.batch_requests() as batch:
-        for call in calls:
-            batch.add(call.call(block_identifier=block_number))
-        return list(await batch.async_execute())
+BATCH_SIZE = 250  # calls per JSON-RPC batch: web3's websocket provider mixes up replies past ~500
+
+
+async def batch_calls(
+    w3: AsyncWeb3[Any], calls: Sequence[Any], block_number: int, batch_size: int = BATCH_SIZE
+) -> list[Any]:
+    """The results of contract-function `calls` (eth_call at `block_number`), in JSON-RPC batches of
+    at most `batch_size` calls sent one after the other."""
+    results: list[Any] = []
+    for start in range(0, len(calls), batch_size):
+        async with w3.batch_requests() as batch:
+            for call in calls[start : start + batch_size]:
+                batch.add(call.call(block_identifier=block_number))
+            results.extend(await batch.async_execute())
+    return results
 
 
 def bitmap_words(tick_spacing: int) -> range:
