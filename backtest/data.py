@@ -830,6 +830,10 @@ class ParquetStream(EventStream):
         self.name = name or self.path.stem
         self.num_rows: int = pf.metadata.num_rows
 
+    def kind(self) -> tuple[type[tuple[Any, ...]], tuple[Any, ...]]:
+        """(event type, constants)."""
+        return self.schema.event_type, self.constants
+
     def _row_groups(self, pf: Any) -> list[tuple[int, int]]:
         """(row group index, first data row) of the groups that may hold rows in the window."""
         meta = pf.metadata

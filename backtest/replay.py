@@ -30,18 +30,60 @@ import numpy.typing as npt
 
 from connectors.sim.base import SimVenue
 from core.clock import SimulatedClock
-from core.engine import TradingEngine
-from core.events import Event, MarketStatus
+from core.engine import Handler, StrategyContext, TradingEngine
+from core.events import Event, MarketStatus, Quote
+from core.wake import WakeFilter
 
 IntArray = npt.NDArray[np.int64]
 
 
-@dataclass(frozen=True, slots=True)
 class Chunk:
-    """A block of one stream: timestamps (ns, non-decreasing) and the events they belong to."""
+    """A block of one stream: timestamps (ns, non-decreasing) and its events.
 
-    ts: IntArray
-    events: Sequence[Event]
+    A chunk of a `ColumnStream` keeps its columns and builds event objects only when asked: all of
+    them (`events`) for ordinary replay, or one row at a time (`event(i)`) on the fast path.
+    """
+
+    __slots__ = ("_events", "columns", "constants", "event_type", "ts")
+
+    def __init__(
+        self,
+        ts: IntArray,
+        events: Sequence[Event] | None = None,
+        *,
+        event_type: type[tuple[Any, ...]] | None = None,
+        constants: tuple[Any, ...] = (),
+        columns: Sequence[npt.NDArray[Any] | list[Any]] = (),
+    ) -> None:
+        if events is None and event_type is None:
+            raise ValueError("Chunk: give its events, or the event type and columns to build them from")
+        self.ts = ts
+        self._events = events
+        self.event_type = event_type
+        self.constants = constants
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @property
+    def events(self) -> Sequence[Event]:
+        """Every event of the chunk, built once on first use."""
+        if self._events is None:
+            # tuple.__new__ builds the NamedTuple in C, skipping its Python-level __new__.
+            new: Callable[[tuple[Any, ...]], Event] = functools.partial(tuple.__new__, self.event_type)  # type: ignore[arg-type,assignment]
+            parts: list[Iterable[Any]] = [self.ts.tolist()]
+            parts.extend(itertools.repeat(c) for c in self.constants)
+            parts.extend(_as_list(c) for c in self.columns)
+            self._events = list(map(new, zip(*parts, strict=False)))  # constants repeat forever
+        return self._events
+
+    def event(self, i: int) -> Event:
+        """The event of row `i`, built alone when the chunk's events are not built."""
+        if self._events is not None:
+            return self._events[i]
+        values = [c[i].item() if isinstance(c, np.ndarray) else c[i] for c in self.columns]
+        return tuple.__new__(self.event_type, (int(self.ts[i]), *self.constants, *values))  # type: ignore[arg-type,return-value]
 
 
 class EventStream:
@@ -52,6 +94,10 @@ class EventStream:
     def chunks(self) -> Iterator[Chunk]:
         """Successive chunks, each non-decreasing in ts and not earlier than the previous."""
         raise NotImplementedError
+
+    def kind(self) -> tuple[type[tuple[Any, ...]], tuple[Any, ...]] | None:
+        """(event type, leading constant fields) when every event shares them, else None."""
+        return None
 
 
 def _check_sorted(ts: IntArray, name: str) -> None:
@@ -105,17 +151,20 @@ class ColumnStream(EventStream):
             raise ValueError(f"chunk_size: must be > 0, got {chunk_size}")
         self.chunk_size = chunk_size
 
+    def kind(self) -> tuple[type[tuple[Any, ...]], tuple[Any, ...]] | None:
+        """(event type, constants)."""
+        return self.event_type, self.constants
+
     def chunks(self) -> Iterator[Chunk]:
-        """Chunks of `chunk_size` events."""
-        # tuple.__new__ builds the NamedTuple in C, skipping its Python-level __new__.
-        new: Callable[[tuple[Any, ...]], Event] = functools.partial(tuple.__new__, self.event_type)  # type: ignore[assignment]
+        """Chunks of `chunk_size` events, built lazily from column slices."""
         for start in range(0, len(self.ts), self.chunk_size):
             stop = start + self.chunk_size
-            ts = self.ts[start:stop]
-            parts: list[Iterable[Any]] = [ts.tolist()]
-            parts.extend(itertools.repeat(c) for c in self.constants)
-            parts.extend(_as_list(c[start:stop]) for c in self.columns)
-            yield Chunk(ts, list(map(new, zip(*parts, strict=False))))  # constants repeat forever
+            yield Chunk(
+                self.ts[start:stop],
+                event_type=self.event_type,
+                constants=self.constants,
+                columns=[c[start:stop] for c in self.columns],
+            )
 
 
 def _as_list(column: Any) -> list[Any]:
@@ -137,8 +186,11 @@ class ListStream(EventStream):
             yield Chunk(self._ts, self.events)
 
 
-def merge(streams: Sequence[EventStream]) -> Iterator[Event]:
-    """All events of `streams` in (ts, stream order, row) order, memory bounded by the chunk sizes."""
+def merge_runs(streams: Sequence[EventStream]) -> Iterator[tuple[int, Chunk, int, int]]:
+    """The merged order of `streams` as runs `(stream index, chunk, start, stop)` of consecutive rows.
+
+    Rows come in (ts, stream order, row) order; memory is bounded by the chunk sizes.
+    """
     iterators = [s.chunks() for s in streams]
     current: list[Chunk | None] = [next(it, None) for it in iterators]
     offsets = [0] * len(streams)
@@ -150,7 +202,7 @@ def merge(streams: Sequence[EventStream]) -> Iterator[Event]:
             k = live[0]
             chunk = current[k]
             assert chunk is not None
-            yield from chunk.events[offsets[k] :] if offsets[k] else chunk.events
+            yield k, chunk, offsets[k], len(chunk)
             current[k] = chunk = None  # drop the spent chunk before reading the next
             current[k] = next(iterators[k], None)
             offsets[k] = 0
@@ -172,16 +224,32 @@ def merge(streams: Sequence[EventStream]) -> Iterator[Event]:
             offsets[k] = stop
         # A stable sort on ts over parts laid out in stream order keeps (stream, row) order on ties.
         order = np.argsort(np.concatenate(parts_ts), kind="stable")
-        lists = [c.events if c is not None else () for c in current]
-        src = np.concatenate(parts_src)[order].tolist()
-        row = np.concatenate(parts_row)[order].tolist()
-        yield from map(lambda s, r: lists[s][r], src, row)
+        src = np.concatenate(parts_src)[order]
+        row = np.concatenate(parts_row)[order]
+        # Consecutive rows of one stream are consecutive in it too: cut the order where the stream changes.
+        bounds = (np.flatnonzero(src[1:] != src[:-1]) + 1).tolist()
+        firsts = [0, *bounds]
+        lasts = [*bounds, len(src)]
+        src_list = src.tolist()
+        row_list = row.tolist()
+        for a, b in zip(firsts, lasts, strict=True):
+            k = src_list[a]
+            chunk = current[k]
+            assert chunk is not None
+            yield k, chunk, row_list[a], row_list[b - 1] + 1
         for k in live:
             chunk = current[k]
             assert chunk is not None
-            if offsets[k] >= len(chunk.ts):
+            if offsets[k] >= len(chunk):
                 current[k] = next(iterators[k], None)
                 offsets[k] = 0
+
+
+def merge(streams: Sequence[EventStream]) -> Iterator[Event]:
+    """All events of `streams` in (ts, stream order, row) order, memory bounded by the chunk sizes."""
+    for _, chunk, start, stop in merge_runs(streams):
+        events = chunk.events
+        yield from events if start == 0 and stop == len(events) else itertools.islice(events, start, stop)
 
 
 def drive(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -204,8 +272,59 @@ GC_EVERY = 1 << 20
 SUSPENDED = "a strategy awaited real I/O inside a backtest; use ctx.schedule for delays"
 
 
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Where one kind of market event goes: the venues that see it, the engine's update, the handlers."""
+
+    venue_calls: tuple[Callable[[Event], None], ...]
+    update: Callable[[Any], None]
+    handlers: list[tuple[Handler, StrategyContext]]  # live: strategies added later appear
+
+
+class _Sparse:
+    """A quote stream on the fast path: its wake filters and the venues that must be quiet to skip rows."""
+
+    __slots__ = ("_chunk", "_filters", "_selected", "instrument", "route", "venues", "woken")
+
+    def __init__(
+        self,
+        route: _Route,
+        venues: list[SimVenue],
+        instrument: str,
+        woken: list[tuple[Handler, StrategyContext, WakeFilter]],
+    ) -> None:
+        self.route = route
+        self.venues = venues
+        self.instrument = instrument
+        self.woken: list[tuple[Handler, StrategyContext, npt.NDArray[np.bool_]]] = []
+        self._chunk: Chunk | None = None
+        self._selected: IntArray = np.empty(0, dtype=np.int64)
+        self._filters = woken
+
+    def quiet(self) -> bool:
+        """Whether every venue that sees these quotes needs only the last of a run."""
+        return all(venue.quiet(self.instrument) for venue in self.venues)
+
+    def selected(self, chunk: Chunk) -> IntArray:
+        """Rows of `chunk` that wake some strategy; each filter runs once per chunk, in time order."""
+        if chunk is not self._chunk:
+            bid, ask, bid_size, ask_size = (np.ascontiguousarray(c, dtype=np.float64) for c in chunk.columns)
+            masks = [f.mask(chunk.ts, bid, ask, bid_size, ask_size) for _, _, f in self._filters]
+            self.woken = [(h, ctx, m) for (h, ctx, _), m in zip(self._filters, masks, strict=True)]
+            union = functools.reduce(np.logical_or, masks) if masks else np.zeros(len(chunk), dtype=np.bool_)
+            self._selected = np.flatnonzero(union)
+            self._chunk = chunk
+        return self._selected
+
+
 class ReplayDriver:
-    """Feeds merged recorded streams through simulated venues into the engine on a simulated clock."""
+    """Feeds merged recorded streams through simulated venues into the engine on a simulated clock.
+
+    With `fast_path` (the default), a quote stream whose every subscriber declares a wake filter
+    (`core.wake`) is replayed sparsely: rows nobody is woken by are skipped except the last before
+    anything can look at the market, and every row is delivered while a venue there has work.
+    Results are identical to the dense replay (tested); `fast_path=False` forces the dense one.
+    """
 
     def __init__(
         self,
@@ -214,17 +333,21 @@ class ReplayDriver:
         venues: Iterable[SimVenue],
         on_step: Callable[[int], None] | None = None,
         step_every: int = 65_536,
+        fast_path: bool = True,
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.venues = {v.name: v for v in venues}
         self.on_step = on_step
         self.step_every = step_every
+        self.fast_path = fast_path
         self.events_processed = 0
+        self.events_skipped = 0
         self._outbox: list[Event] = []
         self._wakeups: list[tuple[int, int, SimVenue]] = []
         self._wake_seq = 0
         self._watchers: dict[str, list[SimVenue]] = {}
+        self._routes: dict[tuple[type, Any], _Route] = {}
         for venue in self.venues.values():
             venue.attach(self._outbox, self._wake)
             for source in venue.watched_sources():
@@ -235,10 +358,47 @@ class ReplayDriver:
         heapq.heappush(self._wakeups, (at_ns, self._wake_seq, venue))
         self._wake_seq += 1
 
+    def _receivers(self, event_type: type, source: Any) -> list[SimVenue]:
+        """The venues that see a market event of `event_type` stamped with `source` (field 1)."""
+        if event_type is MarketStatus:
+            return list(self.venues.values())
+        target = self.venues.get(source)
+        return ([target] if target is not None else []) + self._watchers.get(source, [])
+
+    def _route(self, event_type: type, source: Any) -> _Route:
+        key = (event_type, source)
+        route = self._routes.get(key)
+        if route is None:
+            calls = tuple(v.on_market for v in self._receivers(event_type, source))
+            entry = self.engine.market_dispatch().get(event_type)
+            # Our own fills and order updates, or an unknown type: the engine decides who sees them.
+            route = _Route(calls, self._apply, []) if entry is None else _Route(calls, entry[0], entry[1])
+            self._routes[key] = route
+        return route
+
+    def _apply(self, event: Event) -> None:
+        for handler, ctx in self.engine.apply(event):
+            _call(handler, ctx, event)
+
+    def _plan(self, stream: EventStream, unique: bool) -> _Route | _Sparse | None:
+        """A fixed route for a stream of one kind, the fast path for a filtered quote stream, or None."""
+        kind = stream.kind()
+        if kind is None or not kind[1]:
+            return None
+        event_type, constants = kind
+        route = self._route(event_type, constants[0])
+        if not (self.fast_path and unique and event_type is Quote and len(constants) == 2):
+            return route
+        woken = self.engine.sparse_quotes(constants[0], constants[1])
+        receivers = self._receivers(Quote, constants[0])
+        if woken is None or any(type(v).quiet is SimVenue.quiet for v in receivers):
+            return route
+        return _Sparse(route, receivers, constants[1], woken)
+
     def run(self, streams: Sequence[EventStream], until_ns: int | None = None) -> int:
         """Replay every event (up to `until_ns`), then fire what is due by the last event's time.
 
-        Returns the number of market events replayed.
+        Returns the number of market events replayed (skipped rows of the fast path included).
         """
         # Events are acyclic and freed by reference counting; the cyclic collector would only rescan
         # millions of young objects. Collect young generations once per step instead.
@@ -251,76 +411,131 @@ class ReplayDriver:
                 gc.enable()
 
     def _run(self, streams: Sequence[EventStream], until_ns: int | None) -> int:
-        engine = self.engine
-        apply = engine.apply
-        dispatch = engine.market_dispatch()
-        venues = self.venues
-        venue_list = list(venues.values())
-        watchers = self._watchers
-        clock = self.clock
-        timers = engine.timer_heap
-        wakeups = self._wakeups
-        outbox = self._outbox
+        # A quote stream can go sparse only if no other stream carries quotes of its instrument.
+        keys = [None if kind is None else (kind[0], kind[1][:2]) for kind in (s.kind() for s in streams)]
+        plans = [self._plan(s, keys.count(key) == 1) for s, key in zip(streams, keys, strict=True)]
         on_step = self.on_step
         step_every = self.step_every
         count = 0
         next_step = step_every
         next_gc = GC_EVERY
-        drive(engine.start())
+        drive(self.engine.start())
         self._flush()
-        until = until_ns if until_ns is not None else 2**63
-        for event in merge(streams):
-            ts = event[0]
-            if ts > until:
+        for k, chunk, start, stop in merge_runs(streams):
+            end = stop
+            if until_ns is not None and int(chunk.ts[stop - 1]) > until_ns:
+                end = start + int(np.searchsorted(chunk.ts[start:stop], until_ns, side="right"))
+            plan = plans[k]
+            if type(plan) is _Sparse:
+                self._replay_sparse(plan, chunk, start, end)
+            elif start < end:
+                events = chunk.events
+                run = events if start == 0 and end == len(events) else itertools.islice(events, start, end)
+                if plan is None:  # a stream of mixed kinds (market status, funding...): few events
+                    for event in run:
+                        self._replay((event,), self._route(type(event), event[1]))
+                else:
+                    self._replay(run, plan)  # type: ignore[arg-type]
+            count += end - start
+            if end < stop:
                 break
+            if count >= next_step:
+                next_step = (count // step_every + 1) * step_every
+                if on_step is not None:
+                    on_step(self.clock._now)
+                if count >= next_gc:
+                    next_gc += GC_EVERY
+                    gc.collect(1)
+        self._fire_due(self.clock._now)
+        drive(self.engine.stop())
+        self._flush()
+        self.events_processed += count
+        return count
+
+    def _replay(self, events: Iterable[Event], route: _Route) -> None:
+        """The dense hot path: every event to its venues, the engine, then the strategies."""
+        clock = self.clock
+        timers = self.engine.timer_heap
+        wakeups = self._wakeups
+        outbox = self._outbox
+        calls = route.venue_calls
+        update = route.update
+        handlers = route.handlers
+        for event in events:
+            ts = event[0]
             if (timers and timers[0][0] <= ts) or (wakeups and wakeups[0][0] <= ts):
                 self._fire_due(ts)
             # merge() yields non-decreasing times, so the clock's own check is redundant here.
             clock._now = ts
-            event_type = type(event)
-            if event_type is MarketStatus:
-                for venue in venue_list:
-                    venue.on_market(event)
-            elif venues:
-                # Every event type keeps its venue (or oracle source) in field 1.
-                target = venues.get(event[1])
-                if target is not None:
-                    target.on_market(event)
-                if watchers:
-                    for watcher in watchers.get(event[1], ()):
-                        watcher.on_market(event)
+            for call in calls:
+                call(event)
             if outbox:
                 self._flush()
-            entry = dispatch.get(event_type)
-            if entry is None:
-                routes = apply(event)  # our own fills and order updates, or an unknown type
-            else:
-                entry[0](event)
-                routes = entry[1]
-            for handler, ctx in routes:
-                coro = handler(ctx, event)
-                try:
-                    coro.send(None)
-                except StopIteration:
-                    pass
-                else:
-                    coro.close()
+            update(event)
+            for handler, ctx in handlers:
+                # Iterating the awaitable runs the coroutine to its end without raising StopIteration.
+                for _ in handler(ctx, event).__await__():
                     raise RuntimeError(SUSPENDED)
             if outbox:
                 self._flush()
-            count += 1
-            if count == next_step:
-                next_step += step_every
-                if on_step is not None:
-                    on_step(ts)
-                if count >= next_gc:
-                    next_gc += GC_EVERY
-                    gc.collect(1)
-        self._fire_due(clock._now)
-        drive(engine.stop())
-        self._flush()
-        self.events_processed += count
-        return count
+
+    def _replay_sparse(self, sparse: _Sparse, chunk: Chunk, start: int, stop: int) -> None:
+        """The fast path over rows [start, stop) of a filtered quote stream (see the class docstring)."""
+        selected = sparse.selected(chunk)
+        ts = chunk.ts
+        lo, hi = np.searchsorted(selected, (start, stop)).tolist()
+        cursor = start
+        skipped = 0
+        for row in (*selected[lo:hi].tolist(), stop):  # stop: the run's end, not a row to deliver
+            while cursor < row:
+                if not sparse.quiet():  # a venue works on this instrument: it needs every quote
+                    self._deliver(sparse, chunk, cursor, wake=False)
+                    cursor += 1
+                    continue
+                due = self._next_due()
+                # Rows before the next timer or wake-up: only the last can be seen, just before it.
+                first = row if due is None else cursor + int(np.searchsorted(ts[cursor:row], due, "left"))
+                if first > cursor:
+                    self._deliver(sparse, chunk, first - 1, wake=False)
+                    skipped += first - 1 - cursor
+                    cursor = first
+                if first < row:
+                    self._fire_due(int(ts[first]))
+            if row < stop:
+                self._deliver(sparse, chunk, row, wake=True)
+                cursor = row + 1
+        self.events_skipped += skipped
+
+    def _deliver(self, sparse: _Sparse, chunk: Chunk, row: int, wake: bool) -> None:
+        """One row of a sparse stream, as the dense path would deliver it; strategies only if `wake`."""
+        event = chunk.event(row)
+        ts = event[0]
+        due = self._next_due()
+        if due is not None and due <= ts:
+            self._fire_due(ts)
+        self.clock._now = ts
+        route = sparse.route
+        for call in route.venue_calls:
+            call(event)
+        if self._outbox:
+            self._flush()
+        route.update(event)
+        if wake:
+            for handler, ctx, mask in sparse.woken:
+                if mask[row]:
+                    _call(handler, ctx, event)
+            if self._outbox:
+                self._flush()
+
+    def _next_due(self) -> int | None:
+        """When the next venue wake-up or strategy timer is due (ns), or None."""
+        timers = self.engine.timer_heap
+        wakeups = self._wakeups
+        if timers and wakeups:
+            return min(timers[0][0], wakeups[0][0])
+        if timers:
+            return timers[0][0]
+        return wakeups[0][0] if wakeups else None
 
     def _flush(self) -> None:
         """Hand the venues' events to the engine; a strategy reacting may produce more: repeat."""
@@ -352,3 +567,9 @@ class ReplayDriver:
                 self._flush()
             else:
                 return
+
+
+def _call(handler: Handler, ctx: StrategyContext, event: Event) -> None:
+    """Run `handler(ctx, event)` to its end; it must not wait for anything."""
+    for _ in handler(ctx, event).__await__():
+        raise RuntimeError(SUSPENDED)

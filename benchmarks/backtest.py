@@ -41,7 +41,9 @@ from core.events import Quote
 from core.instruments import InstrumentRegistry, Spot
 from core.orders import OrderRequest
 from core.portfolio import Portfolio
+from core.wake import WakeFilter
 from strategies.base import Strategy
+from strategies.wake_filters import every_nth
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
@@ -61,12 +63,29 @@ class Bench(Strategy):
     async def on_quote(self, ctx: Any, event: Quote, **kwargs: Any) -> None:
         self.count += 1
         if self.every and self.count % self.every == 0:
-            side = Side.BUY if (self.count // self.every) % 2 else Side.SELL
-            await ctx.submit(
-                OrderRequest(
-                    ctx.new_client_order_id(), "bench", PAIR.id, side, Decimal("0.01"), OrderType.MARKET
-                )
-            )
+            await self.order(ctx)
+
+    async def order(self, ctx: Any) -> None:
+        """A market order of 0.01, buying and selling in turn."""
+        side = Side.BUY if (self.count // self.every) % 2 else Side.SELL
+        await ctx.submit(
+            OrderRequest(ctx.new_client_order_id(), "bench", PAIR.id, side, Decimal("0.01"), OrderType.MARKET)
+        )
+
+
+class FastBench(Bench):
+    """The fast path: a compiled filter wakes it on every 1,000th quote; it orders then if `every`."""
+
+    def wake_filters(self) -> list[WakeFilter]:
+        return [every_nth("bench", PAIR.id, FAST_EVERY)]
+
+    async def on_quote(self, ctx: Any, event: Quote, **kwargs: Any) -> None:
+        self.count += FAST_EVERY
+        if self.every:
+            await self.order(ctx)
+
+
+FAST_EVERY = 1000
 
 
 def quotes(n: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -77,7 +96,7 @@ def quotes(n: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
     return ts, [mid, mid + 0.01, np.ones(n), np.ones(n)]
 
 
-def perpetua_run(stream: EventStream, every: int) -> tuple[float, int]:
+def perpetua_run(stream: EventStream, every: int, fast: bool = False) -> tuple[float, int]:
     """Events per second of one Perpetua run, and the number of fills."""
     clock = SimulatedClock(T0 - 1)
     registry = InstrumentRegistry([PAIR])
@@ -93,7 +112,7 @@ def perpetua_run(stream: EventStream, every: int) -> tuple[float, int]:
         portfolio=portfolio,
         calendar=CALENDAR,
         venues={"bench": exchange},
-        strategies=[Bench("bench", every)],
+        strategies=[(FastBench if fast else Bench)("bench", every)],
     )
     driver = ReplayDriver(engine, clock, [exchange])
     gc.collect()
@@ -154,7 +173,9 @@ def main(n: int = 1_000_000, seed: int = 1) -> list[Row]:
     """Measure every engine on both workloads and print the table."""
     stream = column_stream(n, seed)
     perpetua_run(column_stream(10_000, seed), 1000)  # warm imports and caches outside the timing
+    perpetua_run(column_stream(10_000, seed), 1000, fast=True)
     ours = {"noop": perpetua_run(stream, 0)[0], "orders": perpetua_run(stream, 1000)[0]}
+    fast = {"noop": perpetua_run(stream, 0, True)[0], "orders": perpetua_run(stream, 1000, True)[0]}
     peers = {
         "nautilus_trader": peer("nautilus_backtest.py", n, seed),
         "hftbacktest": peer("hftbacktest_backtest.py", n, seed),
@@ -170,6 +191,15 @@ def main(n: int = 1_000_000, seed: int = 1) -> list[Row]:
                 ours[key],
                 "1 thread",
                 ratios(ours[key], peer_rows),
+            )
+        )
+        rows.append(
+            Row(
+                task,
+                "perpetua fast path: compiled wake filter (1 in 1,000)",
+                fast[key],
+                "1 thread",
+                ratios(fast[key], peer_rows),
             )
         )
         rows.extend(peer_rows)

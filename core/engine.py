@@ -39,6 +39,7 @@ from core.instruments import InstrumentRegistry, TokenizedStock
 from core.orders import TRANSITIONS, ClientOrderIds, Order, OrderRegistry, OrderRequest, Request
 from core.portfolio import Portfolio
 from core.venue import Venue
+from core.wake import WakeFilter
 
 
 class RiskCheck(Protocol):
@@ -238,6 +239,8 @@ class TradingEngine:
         self.contexts: list[StrategyContext] = []
         self._routes: dict[type, list[tuple[Handler, StrategyContext]]] = {t: [] for t in _EVENT_TYPES}
         self._own_routes: list[dict[type, Handler]] = []
+        # (venue, instrument) -> strategies whose quotes there pass a wake filter: (raw handler, ctx, filter)
+        self._wake: dict[tuple[str, str], list[tuple[Handler, StrategyContext, WakeFilter]]] = {}
         self._update: dict[type, Callable[[Any], None]] = {
             Quote: self._on_quote,
             Trade: self._on_trade,
@@ -264,10 +267,28 @@ class TradingEngine:
         self.strategies.append(strategy)
         self.contexts.append(ctx)
         subscribed = strategy.subscriptions()
+        filters = _wake_filters(strategy, subscribed)
         self._own_routes.append({t: strategy.handler(t) for t in (OrderUpdate, Fill) if t in subscribed})
         for event_type in subscribed - {OrderUpdate, Fill}:  # our order events go to their owner only
-            self._routes[event_type].append((strategy.handler(event_type), ctx))
+            handler = strategy.handler(event_type)
+            if event_type is Quote and filters:
+                for key, wake_filter in filters.items():
+                    self._wake.setdefault(key, []).append((handler, ctx, wake_filter))
+                handler = _filtered(handler, filters)
+            self._routes[event_type].append((handler, ctx))
         return ctx
+
+    def sparse_quotes(
+        self, venue: str, instrument: str
+    ) -> list[tuple[Handler, StrategyContext, WakeFilter]] | None:
+        """The strategies quotes of (venue, instrument) can wake, when every quote subscriber filters them.
+
+        Each entry is (unfiltered handler, ctx, filter): a driver that runs the filters itself over
+        column arrays calls the handler for the rows they mark. None when some subscriber takes
+        every quote there, so each one must be delivered.
+        """
+        woken = self._wake.get((venue, instrument), [])
+        return list(woken) if len(woken) == len(self._routes[Quote]) else None
 
     async def start(self) -> None:
         """Call every strategy's `on_start`."""
@@ -505,6 +526,33 @@ class TradingEngine:
         else:
             await self.strategies[owner].on_timer(self.contexts[owner], payload)
         return at_ns
+
+
+def _wake_filters(strategy: StrategyLike, subscribed: frozenset[type]) -> dict[tuple[str, str], WakeFilter]:
+    """The strategy's wake filters by (venue, instrument); one per instrument, only with `on_quote`."""
+    declared = getattr(strategy, "wake_filters", None)
+    field = f"{strategy.name}.wake_filters"
+    filters: dict[tuple[str, str], WakeFilter] = {}
+    for wake_filter in declared() if declared is not None else ():
+        if not isinstance(wake_filter, WakeFilter):
+            raise InvalidInput(field, repr(wake_filter), "must be WakeFilter objects")
+        if wake_filter.key in filters:
+            raise InvalidInput(field, wake_filter.key, "has two filters for one instrument")
+        filters[wake_filter.key] = wake_filter
+    if filters and Quote not in subscribed:
+        raise InvalidInput(field, sorted(filters), "filters quotes, but the strategy has no quote handler")
+    return filters
+
+
+def _filtered(handler: Handler, filters: Mapping[tuple[str, str], WakeFilter]) -> Handler:
+    """`handler` for quotes that pass their instrument's filter (quotes of other instruments all pass)."""
+
+    async def on_quote(ctx: Any, event: Quote, **kwargs: Any) -> None:
+        wake_filter = filters.get((event.venue, event.instrument))
+        if wake_filter is None or wake_filter.wakes(event):
+            await handler(ctx, event, **kwargs)
+
+    return on_quote
 
 
 def _request_quantity(request: Request, fill: Fill) -> Decimal:

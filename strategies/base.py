@@ -16,7 +16,12 @@ your code):
 
 Which events wake a strategy: `subscriptions()` returns the event types it wants. By default these
 are the types whose handler the class overrides (all types when it overrides `on_event`), so the
-engine never builds a coroutine for an event nobody handles: that is the backtester's fast path.
+engine never builds a coroutine for an event nobody handles.
+
+The fast path: `wake_filters()` returns compiled filters (`core.wake.WakeFilter`) that decide, per
+instrument, which quotes wake `on_quote`. A backtest then runs them over whole chunks of recorded
+columns and builds events only for the rows that matter (see `core/wake.py` and
+docs/writing-a-strategy.md); live and on paper the engine applies the same filters to each quote.
 
 `API_VERSION` is the contract's version: it grows by a minor step when something is added, by a
 major step when something is removed or changes meaning. A strategy may set `api_version` to the
@@ -25,7 +30,7 @@ version it was written for; the loader refuses one written for a newer major ver
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -44,8 +49,9 @@ from core.events import (
     Quote,
     Trade,
 )
+from core.wake import WakeFilter
 
-API_VERSION = (1, 1)
+API_VERSION = (1, 2)
 """(major, minor) of the strategy contract."""
 
 
@@ -88,6 +94,10 @@ class Strategy:
         return frozenset(
             t for t, name in HANDLERS.items() if getattr(cls, name) is not getattr(Strategy, name)
         )
+
+    def wake_filters(self) -> Sequence[WakeFilter]:
+        """Compiled filters of the quotes that wake `on_quote` (one per instrument at most); none here."""
+        return ()
 
     def handler(self, event_type: type) -> Callable[[Any, Any], Coroutine[Any, Any, None]]:
         """What the engine calls for `event_type`: `on_event` if overridden, else the typed handler."""

@@ -63,6 +63,15 @@ class SimVenue(ABC):
         """
         return frozenset()
 
+    def quiet(self, instrument: str) -> bool:
+        """Whether quotes of `instrument` may be skipped but the last of a run (the replay fast path).
+
+        True only when the venue's state after a run of quotes depends on the last one alone:
+        nothing of ours rests, waits or has taken liquidity there. Venues that do not override
+        this always get every quote.
+        """
+        return False
+
     def wake_at(self, at_ns: int) -> None:
         """Ask the driver to call `on_time` at `at_ns` (ns)."""
         if self._wake is None:

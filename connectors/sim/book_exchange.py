@@ -499,6 +499,11 @@ class BookExchange(SimVenue):
                 return
             self._on_active_market(market, event)  # type: ignore[arg-type]
 
+    def quiet(self, instrument: str) -> bool:
+        """Idle L1 instruments keep only their latest quote, so a run of quotes is its last one."""
+        market = self._markets.get(instrument)
+        return market is None or not (market.has_l2 or market.consumed or market.resting or market.held)
+
     def _on_active_market(self, market: _Market, event: Quote | BookUpdate | Trade) -> None:
         """A market event for an instrument where we rest, hold or have consumed liquidity."""
         with localcontext(_CTX):
