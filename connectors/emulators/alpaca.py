@@ -98,6 +98,7 @@ class RecordedRequest:
     key_id: str | None
     status: int = 200
     idempotency_key: str | None = None
+    answered: bool = False
 
 
 @dataclass
@@ -233,6 +234,7 @@ class AlpacaEmulator:
         self.last_trades: dict[str, LastTrade] = {}
         self._executions = itertools.count(1)
         self._publishing: set[asyncio.Task[int]] = set()
+        self._seen = asyncio.Condition()  # notified on every request received
         self.tokenization = tokenization
         if tokenization is not None:
             tokenization.attach(self)
@@ -391,6 +393,13 @@ class AlpacaEmulator:
     def inject(self, fault: Fault) -> None:
         self.faults.append(fault)
 
+    async def wait_for_requests(self, path: str, count: int, method: str | None = None) -> None:
+        """Wait until `count` requests to `path` (and `method`) have been answered."""
+        async with self._seen:
+            await self._seen.wait_for(
+                lambda: len([r for r in self.requests_to(path, method) if r.answered]) >= count
+            )
+
     def requests_to(self, path: str, method: str | None = None) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == path and (method is None or r.method == method)]
 
@@ -466,6 +475,9 @@ class AlpacaEmulator:
                 elif lost is not None:
                     response = lost
             record.status = response.status
+            record.answered = True
+            async with self._seen:
+                self._seen.notify_all()
             return response
 
         return run
