@@ -434,7 +434,11 @@ class AlpacaBroker:
     # -- venue port ------------------------------------------------------------------------------
 
     async def stream(self) -> AsyncIterator[Event]:
-        """Order updates, fills, quotes and trades (see the module docstring); runs the websockets."""
+        """Order updates, fills, quotes and trades (see the module docstring); runs the websockets.
+
+        One consumer at a time; the websockets close when the iteration stops. Raises
+        `AlpacaAuthError` if a stream refuses the keys (the message names no key).
+        """
         tasks = [asyncio.create_task(self._trade_updates_loop(), name=f"{self.name}-trade-updates")]
         if self.symbols:
             tasks.append(asyncio.create_task(self._market_data_loop(), name=f"{self.name}-market-data"))
@@ -506,10 +510,9 @@ class AlpacaBroker:
         if found is None:
             return self._reject(client_order_id, f"client_order_id {client_order_id!r} unknown at alpaca")
         resp = await self._request("DELETE", f"/v2/orders/{found['id']}")
-        if resp.status not in (200, 204):
-            update = self._update(found, reason=f"cancel: {_message(resp.body)}")
-            self._events.put_nowait(update)
-            return update
+        if resp.status not in (200, 204):  # already finished: the tracker reports only news
+            self._apply(found, reason=f"cancel: {_message(resp.body)}")
+            return self._update(found, reason=f"cancel: {_message(resp.body)}")
         after = await self._request("GET", f"/v2/orders/{found['id']}")
         body = after.body if after.status == 200 and isinstance(after.body, dict) else found
         self._apply(body, reason="cancel: cancelled on request")

@@ -74,7 +74,7 @@ class AlpacaStreamHub:
     # -- trade updates ---------------------------------------------------------------------------
 
     def _authorized(self, key: Any, secret: Any) -> bool:
-        return key == self._key_id and secret == self._secret
+        return bool(key == self._key_id and secret == self._secret)
 
     async def _trade_stream(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()

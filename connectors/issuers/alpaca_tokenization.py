@@ -198,7 +198,11 @@ class AlpacaTokenization:
         return None
 
     async def submit(self, request: Request) -> OrderUpdate:
-        """Check, then send a mint or redeem; ACCEPTED (pending at Alpaca) or REJECTED with why."""
+        """Check, then send a mint or redeem; ACCEPTED (pending at Alpaca) or REJECTED with why.
+
+        Raises `AlpacaUnavailable` when every retry failed: Alpaca may or may not have taken the
+        request then (`snapshot()` lists what is pending); the client order id stays used.
+        """
         cid = request.client_order_id
         if not isinstance(request, MintRequest | RedeemRequest):
             return self._reject(

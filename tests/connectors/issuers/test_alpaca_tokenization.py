@@ -19,6 +19,7 @@ from core.calendar import MarketCalendar
 from core.enums import Liquidity, OrderStatus, Session, Side
 from core.events import Event, Fill, OrderUpdate
 from core.orders import MintRequest, OrderRequest, RedeemRequest
+from core.venue import Venue
 
 D = Decimal
 KEY_ID = "itn-key-id-not-real"
@@ -138,6 +139,7 @@ def mint(cid: str, qty: str, pay: str = "TSLA") -> MintRequest:
 async def test_mint_is_pending_then_completes_with_one_fill(
     itn: AlpacaTokenization, emulator: AlpacaEmulator, desk: TokenizationDesk, clock: SetClock
 ) -> None:
+    assert isinstance(itn, Venue) and isinstance(itn.broker, Venue)
     ack = await itn.submit(mint("m-1", "2.5"))
     assert ack.status is OrderStatus.ACCEPTED
     [post] = emulator.requests_to("/v2/tokenization/mint", "POST")
@@ -224,6 +226,9 @@ async def test_local_checks_refuse_before_sending(
     )
     assert await reason(MintRequest("e", "other", "TSLAx", D(1), "TSLA")) == (
         "venue: request for 'other' sent to 'alpaca-itn'"
+    )
+    assert await reason(OrderRequest("h", VENUE, "TSLAx", Side.BUY, D(1), price=D(1))) == (
+        "request: alpaca-itn takes MintRequest or RedeemRequest, got OrderRequest"
     )
     emulator.state.cash = D(3)
     assert await reason(mint("f", "2")) == "fee: 5 USD per request exceeds the cash 3 USD at Alpaca"
