@@ -292,8 +292,8 @@ async def test_timeout_after_acceptance_creates_one_request(
     clock: SetClock,
     http: aiohttp.ClientSession,
 ) -> None:
-    itn = make_itn(emulator, calendar, clock, http, timeout_s=0.1)
-    emulator.inject(Fault("timeout", path="/v2/tokenization/mint", method="POST", after=True, hang_s=1.0))
+    itn = make_itn(emulator, calendar, clock, http, timeout_s=0.3)
+    emulator.inject(Fault("timeout", path="/v2/tokenization/mint", method="POST", after=True, hang_s=1.5))
     emulator.inject(Fault("server_error", path="/v2/tokenization/redeem", method="POST", after=True))
     ack = await itn.submit(mint("t-1", "2"))
     assert ack.status is OrderStatus.ACCEPTED
