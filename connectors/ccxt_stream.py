@@ -13,9 +13,10 @@ Channels, each an asyncio task feeding one queue:
 Which path a channel takes is read from ccxt's `has` dict. A websocket that drops raises
 `ccxt.NetworkError` in the pending `watch_*` call: the channel waits a jittered, capped backoff
 and watches again (ccxt dials a new connection and subscribes again). After a private channel
-reconnects, `reconcile()` reads fills, open orders and balances from REST and emits what the
-stream missed; every fill and order state passes through the connector's exactly-once filter
-(trade id; client order id + status + filled), so nothing is reported twice. A reconciliation also
+reconnects (the new connection held `settle` s), `reconcile()` reads fills, open orders and
+balances from REST and emits what the stream missed; every fill and order state passes through
+the connector's exactly-once filter (trade id; client order id + status + filled), so nothing is
+reported twice. A reconciliation also
 runs every `reconcile_interval` s, which covers a change that slipped between the REST read and
 the re-subscription.
 """
@@ -52,13 +53,18 @@ class CcxtStream:
         depth: int,
         reconcile_interval: float,
         funding_interval: float,
+        settle: float = 0.2,
     ) -> None:
+        """`settle` (s): how long a reconnected websocket must hold before the reconciliation."""
         self.venue = venue
+        self.settle = settle
         self.depth = depth
         self.reconcile_interval = reconcile_interval
         self.funding_interval = funding_interval
         self.reconnects: dict[str, int] = {}  # channel -> reconnects after an error
-        self.reconciliations = 0
+        self.reconciliations = 0  # finished
+        self.pending_reconciles: set[str] = set()  # channels that reconnected and owe one
+        self._started = 0  # reconciliations started
         self._queue: asyncio.Queue[Event | _Failure] = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._since_ns = venue.clock.now_ns() - venue.fills_lookback_ns
@@ -207,11 +213,15 @@ class CcxtStream:
                 out.append(fill)
         return out
 
-    async def reconcile(self) -> list[Event]:
+    async def reconcile(self, unless_started_after: int | None = None) -> list[Event]:
         """Fills, then order states, that REST shows and the stream has not reported; balances and
-        open orders become `venue.last_state`."""
+        open orders become `venue.last_state`. Skipped (no events) when `unless_started_after` is
+        given and another reconciliation started after that mark: it already covers the caller."""
         v = self.venue
         async with self._lock:
+            if unless_started_after is not None and self._started > unless_started_after:
+                return []
+            self._started += 1
             events: list[Event] = []
             fills: list[Fill] = await v.fills_since(self._since_ns)
             events.extend(f for f in fills if v._note_fill(f))
@@ -241,18 +251,32 @@ class CcxtStream:
         *,
         private: bool = False,
     ) -> None:
-        """Watch forever; after a dropped connection back off, (private) reconcile, watch again."""
+        """Watch forever; after a dropped connection back off and watch again. A private channel
+        reconciles once the new connection holds (`settle` s without an error, or a first message),
+        so what happened while it was down, or while it reconnected, is read from REST."""
         attempt = 0
+        reconcile_pending = False
         while True:
+            task: asyncio.Future[Any] = asyncio.ensure_future(watch())
             try:
-                result = await watch()
+                if reconcile_pending:
+                    done, _ = await asyncio.wait({task}, timeout=self.settle)
+                    if not done or task.exception() is None:
+                        reconcile_pending = False
+                        self._put(await self.reconcile(unless_started_after=self._started))
+                        self.pending_reconciles.discard(name)
+                result = await task
             except STREAM_RETRYABLE:
                 attempt += 1
                 self.reconnects[name] = self.reconnects.get(name, 0) + 1
                 await asyncio.sleep(self.venue.reconnect_delay(attempt))
+                reconcile_pending = private
                 if private:
-                    self._put(await self.reconcile())
+                    self.pending_reconciles.add(name)
                 continue
+            finally:
+                if not task.done():
+                    task.cancel()
             attempt = 0
             self._put(handle(result))
 
