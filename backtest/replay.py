@@ -376,6 +376,18 @@ class ReplayDriver:
             self._routes[key] = route
         return route
 
+    def _stream_route(self, event_type: type, constants: tuple[Any, ...]) -> _Route:
+        """The route of a stream whose events all share `constants`: specialised handlers where offered."""
+        route = self._route(event_type, constants[0])
+        if len(constants) < 2 or route.update == self._apply:
+            return route
+        key = (constants[0], constants[1])
+        target = self.venues.get(constants[0])
+        watchers = self._watchers.get(constants[0], [])
+        calls = [target.market_handler(event_type, constants[1])] if target is not None else []
+        calls.extend(w.on_market for w in watchers)
+        return _Route(tuple(calls), self.engine.keyed_update(event_type, key), route.handlers)
+
     def _apply(self, event: Event) -> None:
         for handler, ctx in self.engine.apply(event):
             _call(handler, ctx, event)
@@ -386,7 +398,9 @@ class ReplayDriver:
         if kind is None or not kind[1]:
             return None
         event_type, constants = kind
-        route = self._route(event_type, constants[0])
+        if event_type is MarketStatus:
+            return self._route(event_type, constants[0])
+        route = self._stream_route(event_type, constants)
         if not (self.fast_path and unique and event_type is Quote and len(constants) == 2):
             return route
         woken = self.engine.sparse_quotes(constants[0], constants[1])

@@ -11,6 +11,7 @@ events on a simulated clock; the live runner feeds connector streams on the wall
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
@@ -330,6 +331,24 @@ class TradingEngine:
         `OrderUpdate`s are not market events and must go through `apply`.
         """
         return {t: (self._update[t], self._routes[t]) for t in _EVENT_TYPES if t not in (Fill, OrderUpdate)}
+
+    def keyed_update(self, event_type: type, key: tuple[str, str]) -> Callable[[Any], None]:
+        """The state update of `event_type` for events that all carry `key` in fields 1-2 (fast drivers).
+
+        Latest-value state (quotes, trades, pool states, oracle prices, funding rates) is one dict
+        store under a known key; other types get their ordinary update.
+        """
+        by_type: dict[type, dict[Any, Any]] = {
+            Quote: self.quotes,
+            Trade: self.trades,
+            PoolState: self.pools,
+            OraclePrice: self.oracles,
+            FundingRate: self.funding,
+        }
+        latest = by_type.get(event_type)
+        if latest is None:
+            return self._update[event_type]
+        return functools.partial(latest.__setitem__, key)
 
     async def process(self, event: Event) -> None:
         """Apply one event to the state, then await every handler that must see it."""

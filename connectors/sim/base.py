@@ -55,6 +55,14 @@ class SimVenue(ABC):
     def on_market(self, event: Event) -> None:
         """A recorded market event of this venue: update the market view, match resting orders."""
 
+    def market_handler(self, event_type: type, instrument: str) -> Callable[[Event], None]:
+        """What the driver calls for every `event_type` event of `instrument` stamped with this venue.
+
+        A stream of one kind can be routed once: a venue may return a handler specialised to it.
+        The default is `on_market`.
+        """
+        return self.on_market
+
     def watched_sources(self) -> frozenset[str]:
         """Other venues or oracle sources (event field 1) whose market events this venue also needs.
 

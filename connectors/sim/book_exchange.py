@@ -105,7 +105,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import (
     ROUND_CEILING,
@@ -498,6 +498,24 @@ class BookExchange(SimVenue):
                     market.apply(event)  # type: ignore[arg-type]
                 return
             self._on_active_market(market, event)  # type: ignore[arg-type]
+
+    def market_handler(self, event_type: type, instrument: str) -> Callable[[Event], None]:
+        """For L1 quotes of a listed instrument: `on_market` without the per-event dispatch."""
+        market = self._markets.get(instrument)
+        if event_type is not Quote or market is None:
+            return self.on_market
+        pending = self._pending
+
+        def on_quote(event: Quote) -> None:
+            if pending and pending[0][0] <= event[0]:
+                self.on_time(event[0])  # a driver that did not wake us first: arrivals come before the event
+            if market.consumed or market.resting or market.held or market.has_l2:
+                self._on_active_market(market, event)
+            else:
+                market.pending = event
+                market.seen = True
+
+        return on_quote  # type: ignore[return-value]
 
     def quiet(self, instrument: str) -> bool:
         """Idle L1 instruments keep only their latest quote, so a run of quotes is its last one."""
