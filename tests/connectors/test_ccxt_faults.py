@@ -197,7 +197,9 @@ async def test_dropped_websocket_reconnects_and_reports_the_missed_fill_once(
         ]
         assert len(emulator.requests_to("/api/v3/myTrades")) == trades_polled  # no REST for the second
         stream = venue.current_stream
-        assert stream is not None and stream.reconnects["orders"] >= 2 and stream.reconnects["fills"] >= 2
+        # Both private channels saw the drop, and reconnects were refused before one held.
+        assert stream is not None and stream.reconnects["orders"] >= 1 and stream.reconnects["fills"] >= 1
+        assert emulator.streams.refused >= 2
         # 2 TSLAX at 249.5 = 499 USDT paid; 0.1% maker fee in TSLAX: 2 - 0.002 received.
         assert emulator.balance("USDT") == (D("9501"), D("0"))
         assert emulator.balance("TSLAX") == (D("6.998"), D("0"))
