@@ -58,8 +58,13 @@ RETRYABLE: tuple[type[Exception], ...] = (
 )
 """ccxt errors worth another attempt: the request may not have been processed."""
 
-REJECTIONS: tuple[type[Exception], ...] = (ccxt.InsufficientFunds, ccxt.InvalidOrder, ccxt.BadRequest)
-"""ccxt errors meaning the exchange refused the order (OrderImmediatelyFillable is an InvalidOrder)."""
+REJECTIONS: tuple[type[Exception], ...] = (ccxt.ExchangeError,)
+"""ccxt errors meaning the exchange answered and refused the order: funds, filters, post-only that
+would take (an InvalidOrder), and codes ccxt maps to no finer class (binanceusdm's -2022
+reduce-only refusal is a bare ExchangeError). Credentials errors are raised, not rejected."""
+
+RAISED: tuple[type[Exception], ...] = (ccxt.AuthenticationError, ccxt.PermissionDenied, ccxt.AccountSuspended)
+"""Refusals that say nothing about the order and everything about the account: raised."""
 
 _STATUS = {
     "canceled": OrderStatus.CANCELLED,
@@ -330,6 +335,8 @@ class CcxtExchange:
                 update = self._update(order, coid)
                 self._note_update(update)
                 return update
+            except RAISED:
+                raise
             except REJECTIONS as err:
                 return self._rejected(coid, str(err))
             except RETRYABLE as err:

@@ -595,8 +595,8 @@ class BinanceEmulator:
         return value
 
     # Hooks a derivatives emulator overrides: order types, funds, settlement, formats, events.
-    ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET")
-    TIME_IN_FORCE = ("GTC", "IOC", "FOK")
+    ORDER_TYPES: tuple[str, ...] = ("LIMIT", "LIMIT_MAKER", "MARKET")
+    TIME_IN_FORCE: tuple[str, ...] = ("GTC", "IOC", "FOK")
 
     def _is_post_only(self, order_type: str, tif: str | None) -> bool:
         return order_type == "LIMIT_MAKER"
@@ -677,7 +677,7 @@ class BinanceEmulator:
         if order_type == "MARKET" and fillable == 0:
             raise BinanceError(-2010, "Market is closed.")
         notional = cost if order_type == "MARKET" else qty * price
-        if notional < s.min_notional:
+        if notional < self._min_notional(s, params):
             raise self._notional_error(s)
         self._check_funds(s, side, order_type, qty, price, cost, params)
         now = self._now()
@@ -709,6 +709,9 @@ class BinanceEmulator:
             self._report(order, "EXPIRED")
         self._book_changed(s.id)
         return web.json_response(self._order_json(order, with_fills=True))
+
+    def _min_notional(self, s: BinanceSymbol, params: dict[str, str]) -> Decimal:
+        return s.min_notional
 
     def _notional_error(self, s: BinanceSymbol) -> BinanceError:
         return BinanceError(-1013, "Filter failure: NOTIONAL")
