@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from core.calendar import MarketCalendar
 from core.clock import Clock
@@ -48,6 +48,24 @@ class RiskCheck(Protocol):
 
     def check(self, request: Request, engine: TradingEngine) -> str | None:
         """Judge one request against the engine's current state."""
+        ...
+
+
+class EngineObserver(Protocol):
+    """Watches the engine from outside without the engine importing it (metrics, kill switch, journal).
+
+    `on_event` is awaited for every event after it was applied to the state and before any strategy
+    sees it (market events as the driver feeds them, our `OrderUpdate`s and `Fill`s, risk refusals);
+    in a backtest it must not wait on anything but the engine. `on_request` is called once per new
+    request after the risk checks judged it: `reason` None means it is about to go to its venue.
+    """
+
+    async def on_event(self, event: Event, engine: TradingEngine) -> None:
+        """One event, already applied to `engine`'s state."""
+        ...
+
+    def on_request(self, request: Request, reason: str | None, engine: TradingEngine) -> None:
+        """A new request, judged: None to be sent now, else the refusal reason."""
         ...
 
 
@@ -211,6 +229,7 @@ class TradingEngine:
         pricing: Any = None,
         mode: str = "backtest",
         order_id_prefix: str = "",
+        observers: Iterable[EngineObserver] = (),
     ) -> None:
         self.clock = clock
         self.instruments = instruments
@@ -256,6 +275,9 @@ class TradingEngine:
         }
         self.fills: list[Fill] = []
         self.rejections: list[OrderUpdate] = []
+        self.observers: list[EngineObserver] = []
+        for observer in observers:
+            self.add_observer(observer)
         for strategy in strategies:
             self.add_strategy(strategy)
 
@@ -278,6 +300,23 @@ class TradingEngine:
                 handler = _filtered(handler, filters)
             self._routes[event_type].append((handler, ctx))
         return ctx
+
+    def add_observer(self, observer: EngineObserver) -> None:
+        """Register an observer: it sees every event before the strategies, and every new request.
+
+        Its handler goes first in every event route (so the sparse quote path, which needs every
+        quote subscriber to filter, turns dense: an observer sees every quote).
+        """
+        position = len(self.observers)
+        self.observers.append(observer)
+
+        async def on_event(_ctx: Any, event: Any, **kwargs: Any) -> None:
+            await observer.on_event(event, self)
+
+        # Observers take no strategy context; drivers only pass this slot back to the handler.
+        route = (on_event, cast(StrategyContext, None))
+        for event_type in _EVENT_TYPES:
+            self._routes[event_type].insert(position, route)
 
     def sparse_quotes(
         self, venue: str, instrument: str
@@ -319,7 +358,10 @@ class TradingEngine:
         if event_type is Fill or event_type is OrderUpdate:
             owner = self._owner.get(event.client_order_id)  # type: ignore[union-attr]
             own = None if owner is None else self._own_routes[owner].get(event_type)
-            return () if own is None else ((own, self.contexts[owner]),)  # type: ignore[index]
+            observed = self._routes[event_type]  # observers only: a strategy sees its own orders' events
+            if own is None:
+                return observed
+            return [*observed, (own, self.contexts[owner])]  # type: ignore[index]
         return self._routes[event_type]
 
     def market_dispatch(
@@ -485,8 +527,15 @@ class TradingEngine:
             if reason is not None:
                 break
             reason = check.check(request, self)
+        for observer in self.observers:
+            observer.on_request(request, reason, self)
         if reason is not None:
-            self.log.warning("refused %s: %s", request.client_order_id, reason)
+            self.log.warning(
+                "refused %s: %s",
+                request.client_order_id,
+                reason,
+                extra={"client_order_id": request.client_order_id, "venue": request.venue, "reason": reason},
+            )
             await self.process(
                 OrderUpdate(
                     self.clock.now_ns(),
