@@ -135,3 +135,15 @@ async def test_v2_swap_past_the_bound_or_the_deadline_reverts(
     await stale.refresh()
     with pytest.raises(TransactionReverted, match="UniswapV2Router: EXPIRED"):
         await stale.swap(sender, v2_router.address, 10**18, True, deadline=expired)
+
+
+async def test_sender_reads_the_reason_of_a_revert_mined_on_chain(v3: V3Deployment) -> None:
+    sender = UnlockedAccountSender(v3.w3, v3.deployer)
+    expired = await _latest_timestamp(v3.w3) - 1
+    params = (v3.token1.address, v3.token0.address, v3.fee, v3.deployer, expired, 10**18, 0, 0)
+    call = v3.router.functions.exactInputSingle(params)
+    block = await v3.w3.eth.block_number
+    # with the gas given the node skips estimation: the transaction is mined, reverted (status 0)
+    with pytest.raises(TransactionReverted, match="Transaction too old") as raised:
+        await sender.send({"to": v3.router.address, "data": call._encode_transaction_data(), "gas": 300_000})
+    assert raised.value.tx_hash is not None and await v3.w3.eth.block_number == block + 1
