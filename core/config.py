@@ -225,6 +225,7 @@ _RAW_KEY_RE = re.compile(r"(0x)?[0-9a-fA-F]{64}")
 _CCXT_ID_RE = re.compile(r"[a-z][a-z0-9]*")
 _CLASS_PATH_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 _BUILTIN_RE = re.compile(r"[a-z][a-z0-9_]*")
+_STRATEGY_FILE_RE = re.compile(r".+\.py(:[A-Za-z_]\w*)?")
 _DB_URL_RE = re.compile(r"[a-z][a-z0-9]*\+[a-z0-9_]+://.*")
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _DURATION_UNIT_US: Final = {
@@ -342,9 +343,12 @@ def _to_utc_datetime(value: object) -> object:
 
 
 def _check_strategy_ref(value: str) -> str:
-    if not (_CLASS_PATH_RE.fullmatch(value) or _BUILTIN_RE.fullmatch(value)):
+    if not (
+        _CLASS_PATH_RE.fullmatch(value) or _BUILTIN_RE.fullmatch(value) or _STRATEGY_FILE_RE.fullmatch(value)
+    ):
         raise FieldProblem(
-            "must be a class path like mypkg.module:ClassName or a builtin name like fair_value"
+            "must be a class path like mypkg.module:ClassName, a file like path/to/file.py:ClassName "
+            "or a strategy name like fair_value_taker"
         )
     return value
 

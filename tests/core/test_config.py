@@ -559,10 +559,10 @@ def test_risk_override_for_an_unknown_instrument() -> None:
 
 
 def test_strategy_reference_must_be_a_class_path_or_builtin_name() -> None:
-    text = build(lambda d: d["strategies"][0].update(strategy="strategies/fair_value.py"))
+    text = build(lambda d: d["strategies"][0].update(strategy="strategies/fair_value"))
     assert errors_of(text) == (
-        "strategies[0].strategy: must be a class path like mypkg.module:ClassName or a builtin name like "
-        "fair_value, got 'strategies/fair_value.py'"
+        "strategies[0].strategy: must be a class path like mypkg.module:ClassName, a file like "
+        "path/to/file.py:ClassName or a strategy name like fair_value_taker, got 'strategies/fair_value'"
     )
 
 
