@@ -108,15 +108,16 @@ class BinanceStreams:
 
     # -- handlers --------------------------------------------------------------------------------
 
-    async def _accept(self, request: web.Request, kind: str) -> _Conn | web.Response:
+    async def _accept(self, request: web.Request, kind: str, *, user: bool = False) -> _Conn | web.Response:
         if self.refuse:
             self.refused += 1
             return web.Response(status=503, text="emulator refuses websocket connections")
         ws = web.WebSocketResponse(autoping=True, heartbeat=None)
+        conn = _Conn(ws, kind, user=user)
+        # Registered before the handshake completes: pushes queue up from the moment the client is in.
+        self._conns.add(conn)
         await ws.prepare(request)
         self.connections += 1
-        conn = _Conn(ws, kind)
-        self._conns.add(conn)
         return conn
 
     async def _market(self, request: web.Request) -> web.StreamResponse:
@@ -124,19 +125,17 @@ class BinanceStreams:
         is_user = bool(tail) and self.is_listen_key(tail)
         if tail and not is_user and not tail.isdigit():
             return web.Response(status=400, text="unknown stream or listen key")
-        conn = await self._accept(request, "user" if is_user else "market")
+        conn = await self._accept(request, "user" if is_user else "market", user=is_user)
         if isinstance(conn, web.Response):
             return conn
-        conn.user = is_user
         return await self._serve(conn, self._on_market_message)
 
     async def _private(self, request: web.Request) -> web.StreamResponse:
         if not self.is_listen_key(request.query.get("listenKey", "")):
             return web.Response(status=400, text="invalid listenKey")
-        conn = await self._accept(request, "user")
+        conn = await self._accept(request, "user", user=True)
         if isinstance(conn, web.Response):
             return conn
-        conn.user = True
         return await self._serve(conn, self._on_market_message)
 
     async def _ws_api(self, request: web.Request) -> web.StreamResponse:

@@ -212,3 +212,55 @@ async def test_websocket_stream_on_the_perpetual(emulator: BinanceFuturesEmulato
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await venue.close()
+
+
+async def test_dropped_user_stream_on_the_perpetual_is_reconciled_once(
+    emulator: BinanceFuturesEmulator,
+) -> None:
+    venue = make_venue(emulator, pro=True, reconcile_interval=3600.0, funding_interval=3600.0)
+    events: list[Event] = []
+
+    async def drain() -> None:
+        async for event in venue.stream():
+            events.append(event)
+
+    def fills() -> list[tuple[str, Decimal, Decimal]]:
+        return [(f.client_order_id, f.price, f.quantity) for f in events if type(f) is Fill]
+
+    task = asyncio.create_task(drain())
+    try:
+        await until(lambda: emulator.streams.open_user_streams == 1, "the user stream")
+        await venue.submit(order("d-1", Side.BUY, "4", "249.95"))
+        emulator.streams.refuse = True
+        await emulator.streams.drop()
+        await until(lambda: emulator.streams.refused >= 1, "a refused reconnect")
+        # While nobody listens, 1.5 of the bid fills at 249.95 (maker).
+        emulator.set_book(SYMBOL_ID, [(D("249.8"), D("10"))], [(D("249.9"), D("1.5")), (D("250.2"), D("10"))])
+        emulator.streams.refuse = False
+        await until(lambda: bool(fills()), "the missed fill")
+        await until(lambda: emulator.streams.open_user_streams == 1, "the user stream again")
+        stream = venue.current_stream
+        await until(lambda: stream is not None and not stream.pending_reconciles, "reconciled")
+        # The rest fills over the new connection (same listen key: it is still valid).
+        emulator.set_book(SYMBOL_ID, [(D("249.8"), D("10"))], [(D("249.9"), D("5"))])
+        await until(lambda: len(fills()) == 2, "the second fill")
+        await until(
+            lambda: any(type(u) is OrderUpdate and u.status is OrderStatus.FILLED for u in events), "filled"
+        )
+        assert fills() == [("d-1", D("249.95"), D("1.5")), ("d-1", D("249.95"), D("2.5"))]
+        updates = [(u.client_order_id, u.status, u.filled_quantity) for u in events if type(u) is OrderUpdate]
+        assert updates == [
+            ("d-1", OrderStatus.PARTIALLY_FILLED, D("1.5")),
+            ("d-1", OrderStatus.FILLED, D("4")),
+        ]
+        assert len(emulator.requests_to("/fapi/v1/listenKey", "POST")) == 1
+        positions = await venue.positions()
+        assert positions[INSTRUMENT].quantity == D("4") and positions[INSTRUMENT].entry_price == D("249.95")
+        state = await venue.snapshot()
+        # 1000 less the maker fee 0.02% of 999.8 USDT, plus the unrealized PnL at the mid.
+        assert emulator.wallet() == D("1000") - D("999.8") * D("0.0002")
+        assert state.balances["USDT"] == emulator.margin_balance() and state.open_orders == ()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await venue.close()
