@@ -544,8 +544,11 @@ class Journal:
                 .values(reason=reason, updated_ns=now)
             )
 
-    async def record_cancel_intent(self, client_order_id: str, ts: int | None = None) -> None:
-        """Journal that a cancel is about to be sent (history only: the state is the venue's to say)."""
+    async def record_cancel(
+        self, client_order_id: str, *, source: str = "cancel_intent", reason: str = "", ts: int | None = None
+    ) -> None:
+        """Note a cancel in the order's history only (sent, or refused by the venue): the order's
+        state is the venue's to say, through `record_update`."""
         now = time.time_ns() if ts is None else ts
         async with self.engine.begin() as conn:
             current = await self._get_order(conn, client_order_id)
@@ -555,11 +558,11 @@ class Journal:
                 conn,
                 client_order_id,
                 now,
-                "cancel_intent",
+                source,
                 current.status,
                 current.filled_quantity,
                 current.average_price,
-                "",
+                reason,
             )
 
     async def record_update(self, update_: OrderUpdate, *, source: str = "stream") -> bool:
