@@ -90,3 +90,11 @@ class Context(Protocol):
     def balance(self, venue: str, asset: str) -> Decimal:
         """Our balance of `asset` on `venue`, in display units."""
         ...
+
+    def venue_view(self, venue: str) -> Any:
+        """A venue's public read-only state, or None when it publishes none.
+
+        An options pool gives a `core.options_pool_view.OptionsPoolView` (tranches, open interest,
+        greeks, our stake). Read it when deciding; it is a snapshot, not kept up to date.
+        """
+        ...

@@ -211,6 +211,11 @@ class StrategyContext:
         """Our balance of `asset` on `venue`."""
         return self.portfolio.balance(venue, asset)
 
+    def venue_view(self, venue: str) -> Any:
+        """The venue's public read-only state (its `public_view()`, e.g. an options pool's), or None."""
+        public_view = getattr(self._engine.venues.get(venue), "public_view", None)
+        return None if public_view is None else public_view()
+
 
 class TradingEngine:
     """Market state, orders, portfolio, timers and strategy dispatch. See the module docstring."""

@@ -86,6 +86,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localc
 from connectors.sim.base import SimVenue
 from connectors.sim.options_pool_ledger import Account, Conservation, Flow, Ledger, MarkMap, Tranche
 from connectors.sim.options_pool_market import BPS, OptionMark, PoolMarket, PriceFeed
+from connectors.sim.options_pool_view import options_pool_view
 from core.clock import Clock
 from core.enums import Liquidity, OrderStatus, OrderType, Side, TimeInForce
 from core.errors import InvalidInput, PerpetuaError
@@ -93,6 +94,7 @@ from core.events import Event, Fill, FundingPayment, OraclePrice, OrderUpdate, Q
 from core.instruments import PerpetualOption, Spot
 from core.margin import MarginCalculator, MarginPolicy
 from core.money import MONEY
+from core.options_pool_view import OptionsPoolView
 from core.orders import MintRequest, OrderRequest, RedeemRequest, Request
 from core.venue import VenueState
 
@@ -613,6 +615,13 @@ class OptionsPool(SimVenue):
     def conservation(self) -> Conservation:
         """The conservation identity now (see `options_pool_ledger`)."""
         return self.ledger.conservation(self.marks())
+
+    def public_view(self) -> OptionsPoolView:
+        """What anyone can read of the pool now: tranches, open interest, greeks, our stake.
+
+        Strategies read it through `ctx.venue_view(name)` (see `core.options_pool_view`).
+        """
+        return options_pool_view(self)
 
     # -- time, funding, liquidation ---------------------------------------------------------------
 
