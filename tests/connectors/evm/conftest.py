@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest_asyncio
+from eth_account import Account
 from eth_typing import ChecksumAddress
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.contract import AsyncContract
@@ -220,3 +221,23 @@ async def v2_router(v2_deployed: V2Deployment) -> AsyncContract:
     for token in (v2_deployed.token0, v2_deployed.token1):
         await v2_deployed.send(token.functions.approve(router.address, 2**256 - 1))
     return router
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def clean_chain(w3: AsyncWeb3[Any]) -> AsyncIterator[AsyncWeb3[Any]]:
+    """The session's anvil, reverted after the test to its state before it (evm_snapshot/evm_revert)."""
+    snapshot = (await w3.provider.make_request(RPCEndpoint("evm_snapshot"), []))["result"]
+    try:
+        yield w3
+    finally:
+        reverted = await w3.provider.make_request(RPCEndpoint("evm_revert"), [snapshot])
+        assert reverted["result"] is True
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def funded_key(clean_chain: AsyncWeb3[Any]) -> str:
+    """A fresh random private key (0x hex) whose account holds 100 ETH on the session's anvil."""
+    account = Account.create()
+    funding = [account.address, hex(100 * 10**18)]
+    await clean_chain.provider.make_request(RPCEndpoint("anvil_setBalance"), funding)
+    return str(account.key.to_0x_hex())
