@@ -169,8 +169,9 @@ def _import_module(module_name: str, path: str, reference: str) -> ModuleType:
     try:
         return importlib.import_module(module_name)
     except Exception as exc:  # any import failure is the user's to see, with its cause
-        if isinstance(exc, ModuleNotFoundError) and exc.name == module_name:
-            missing = f"cannot import {module_name}: no module named {module_name}"
+        missing_name = exc.name if isinstance(exc, ModuleNotFoundError) else None
+        if missing_name and (module_name == missing_name or module_name.startswith(missing_name + ".")):
+            missing = f"cannot import {module_name}: no module named {missing_name}"
             raise _fail(path, reference, missing) from exc
         raise _fail(path, reference, f"cannot import {module_name}: {_import_cause(exc)}") from exc
 
