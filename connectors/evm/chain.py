@@ -375,6 +375,8 @@ class ChainSession:
                         self._reorged(submitted, (number, block_hash))
                         seen = None
                     else:
+                        if seen != (number, block_hash):
+                            log.debug("receipt of %s seen in block %s", submitted.tx_hash, number)
                         seen = (number, block_hash)
                         head = int(await self.w3.eth.block_number)
                         if head - number + 1 >= depth:
