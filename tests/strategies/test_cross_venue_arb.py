@@ -138,7 +138,7 @@ def test_no_trade_when_the_gap_is_inside_the_costs() -> None:
         Quote(T0 + SEC, BOOK, PAIR, 100.60, 100.70, 5, 5),
         Quote(T0 + 61 * SEC, BOOK, PAIR, 100.60, 100.70, 5, 5),
     ]
-    engine, strategy, book, amm = run(events)
+    _engine, strategy, book, amm = run(events)
     assert book.sent == [] and amm.sent == []
     assert strategy.trades == [] and strategy.state == "idle"
 
@@ -146,7 +146,7 @@ def test_no_trade_when_the_gap_is_inside_the_costs() -> None:
 def test_the_same_gap_trades_once_it_beats_every_cost() -> None:
     # Bid 100.90: 504.5 - 0.5045 fee - 0.25225 safety - 0.5 gas - 501.75539 (pool cost) = 1.48786 > 1.
     events: list[Event] = [pool_state(T0, 100), Quote(T0 + SEC, BOOK, PAIR, 100.90, 101.0, 5, 5)]
-    engine, strategy, book, amm = run(events)
+    _engine, strategy, _book, _amm = run(events)
     [trade] = strategy.trades
     assert trade.plan.quantity == D(5)
     expected = Fraction(D("504.5") - D("0.5045") - D("0.25225") - D("0.5")) - cp_buy_cost(Fraction(5))
@@ -192,7 +192,7 @@ def test_sells_on_the_rich_pool_and_buys_the_book_when_the_pool_is_dear() -> Non
     # buying costs 101.5 x (1.001 + 0.0005) = 101.65 a token. Profit ~1 USDT a token, ask depth 4:
     # size 4 (the whole level). The pool leg goes first (a sell, exact input of 4 TSLAx).
     events: list[Event] = [pool_state(T0, 103), Quote(T0 + SEC, BOOK, PAIR, 101.0, 101.5, 4, 4)]
-    engine, strategy, book, amm = run(events)
+    _engine, _strategy, book, amm = run(events)
     [(_, swap)] = amm.sent
     assert isinstance(swap, SwapRequest)
     assert (swap.token_in, swap.token_out, swap.amount_in) == ("TSLAx", "USDC", 4 * 10**18)
@@ -286,8 +286,8 @@ def test_an_unwind_that_cannot_fill_inside_the_bound_stops_at_the_deadline() -> 
         Quote(T0 + 6 * SEC, BOOK, PAIR, 101.0, 103.0, 5, 10),
         *(Quote(T0 + s * SEC, BOOK, PAIR, 101.0, 103.0, 5, 10) for s in (61, 121, 181, 241)),
     ]
-    engine, strategy, book, amm = run(events, first_leg="book", unwind_timeout_ms=180_000)
-    first, *unwinds = [r for _, r in book.sent]
+    engine, strategy, book, _amm = run(events, first_leg="book", unwind_timeout_ms=180_000)
+    _first, *unwinds = [r for _, r in book.sent]
     assert [ts for ts, _ in book.sent[1:]] == [T0 + s * SEC for s in (12, 61, 121, 181)]
     for unwind in unwinds:
         assert isinstance(unwind, OrderRequest)
