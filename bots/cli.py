@@ -291,6 +291,45 @@ def data(ctx: typer.Context) -> None:
     _not_implemented("data", "record, download and inspect market data for backtests")
 
 
+JournalUrl = Annotated[
+    str, typer.Option("--db", metavar="URL", help="Journal database (async SQLAlchemy URL).")
+]
+
+
+@app.command()
+def report(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+    db: JournalUrl = "sqlite+aiosqlite:///perpetua.sqlite",
+) -> None:
+    """Summarise a journal: orders, fills, volume, fees, realized PnL per strategy and venue."""
+    import asyncio
+
+    from bots.report import report_command
+
+    try:
+        asyncio.run(report_command(db, as_json, _out()))
+    except ValueError as exc:  # InvalidInput names the field; never the URL's password
+        _err().print(f"perpetua report: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Directory for the CSV files.")],
+    db: JournalUrl = "sqlite+aiosqlite:///perpetua.sqlite",
+) -> None:
+    """Write every journal table as a CSV file into DIR."""
+    import asyncio
+
+    from bots.report import export_command
+
+    try:
+        asyncio.run(export_command(db, out, _out()))
+    except ValueError as exc:
+        _err().print(f"perpetua export: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
 def main() -> None:
     """Console-script entry point (`perpetua`, `python -m bots`)."""
     app(prog_name="perpetua")

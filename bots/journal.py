@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
@@ -926,7 +926,7 @@ def _parse_url(url: str) -> URL:
     return parsed
 
 
-def sqlite_files(url: str) -> Iterable[str]:
+def sqlite_files(url: str) -> tuple[str, ...]:
     """The files a SQLite journal URL writes (database, WAL, shared memory); none for other backends."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
