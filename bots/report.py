@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.table import Table
@@ -232,7 +232,9 @@ def summary_table(summary: JournalSummary) -> Table:
         "realized PnL",
         "position",
     ):
-        table.add_column(name, justify="right" if name not in ("strategy", "venue", "instrument") else "left")
+        # Fold, never truncate: a cut-off amount would read as a different number.
+        justify: Literal["left", "right"] = "left" if name in ("strategy", "venue", "instrument") else "right"
+        table.add_column(name, justify=justify, overflow="fold")
     for line in summary.lines:
         fees = ", ".join(f"{_fmt(v)} {a or '?'}" for a, v in sorted(line.fees.items())) or "0"
         table.add_row(
