@@ -252,7 +252,7 @@ class Probe:
 
 
 class Rig:
-    """BookExchange with taker 10 bps, zero latency, matched on arrival; a hand driver firing wake-ups in time order."""
+    """BookExchange with taker 10 bps, zero latency, matched on arrival; wake-ups fired in time order."""
 
     def __init__(self) -> None:
         self.clock = SimulatedClock(T0)
