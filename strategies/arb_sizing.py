@@ -93,6 +93,23 @@ class PoolCurve:
             s.sqrt_price_x96, s.tick, s.liquidity, self.pool.fee, self.pool.tick_spacing, ticks
         )
 
+    def spot_price(self) -> float:
+        """Marginal price now, quote per token (display units, before the fee); 0 when unknown."""
+        s = self.state
+        if self.pool.version == 2:
+            if s.reserve0 == 0 or s.reserve1 == 0:
+                return 0.0
+            raw = s.reserve1 / s.reserve0  # token1 base units per token0 base unit
+        else:
+            raw = (s.sqrt_price_x96 / 2**96) ** 2
+        d0, d1 = (
+            (self.token_decimals, self.quote_decimals)
+            if self.token_is_0
+            else (self.quote_decimals, self.token_decimals)
+        )
+        price = raw * 10.0 ** (d0 - d1)  # token1 per token0, display units
+        return price if self.token_is_0 else (1.0 / price if price > 0 else 0.0)
+
     def token_units(self, quantity: Decimal) -> int:
         """Display tokens -> base units (exact for any quantity on a coarser grid)."""
         return int(quantity.scaleb(self.token_decimals).to_integral_value(ROUND_FLOOR))
@@ -226,6 +243,22 @@ def arbitrage_profit(
         else:
             gross = pool_amount - notional
         return gross - fee - costs.gas - safety, worst, pool_amount, notional
+
+
+def may_pay(direction: Direction, pool: PoolCurve, book: BookSide, costs: ArbCosts) -> bool:
+    """Whether the first unit can make money at all: the best book price against the pool's marginal
+    price, each side net of its fee and the safety margin (a cheap float test before the search)."""
+    if not book.levels:
+        return False
+    spot = pool.spot_price()
+    if spot <= 0:
+        return False
+    keep = 1.0 - pool.pool.fee / 1_000_000
+    edge = float((costs.book_fee_bps + costs.safety_bps) / BPS)
+    best = float(book.levels[0][0])
+    if direction is Direction.BUY_POOL_SELL_BOOK:
+        return best * (1.0 - edge) > spot / keep
+    return spot * keep > best * (1.0 + edge)
 
 
 def best_arbitrage(

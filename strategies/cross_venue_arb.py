@@ -51,6 +51,7 @@ from strategies.arb_sizing import (
     PoolCurve,
     best_arbitrage,
     book_side,
+    may_pay,
     round_to,
 )
 from strategies.base import Strategy, StrategyParams
@@ -266,7 +267,7 @@ class CrossVenueArb(Strategy):
         pair = self._pair(ctx)
         best: ArbPlan | None = None
         for direction, side in ((Direction.BUY_POOL_SELL_BOOK, bids), (Direction.BUY_BOOK_SELL_POOL, asks)):
-            if not side.levels:
+            if not may_pay(direction, curve, side, self._costs()):
                 continue
             cap = self._caps(ctx, curve, direction, side)
             if cap <= 0:
