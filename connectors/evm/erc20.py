@@ -44,6 +44,15 @@ def _fn(
     }
 
 
+def _event(name: str, *inputs: tuple[str, str, bool]) -> dict[str, Any]:
+    return {
+        "type": "event",
+        "name": name,
+        "anonymous": False,
+        "inputs": [{"name": arg, "type": kind, "indexed": indexed} for arg, kind, indexed in inputs],
+    }
+
+
 ERC20_ABI: list[dict[str, Any]] = [
     _fn("name", [], ["string"], "view"),
     _fn("symbol", [], ["string"], "view"),
@@ -56,6 +65,8 @@ ERC20_ABI: list[dict[str, Any]] = [
     _fn(
         "transferFrom", [("from", "address"), ("to", "address"), ("value", "uint256")], ["bool"], "nonpayable"
     ),
+    _event("Transfer", ("from", "address", True), ("to", "address", True), ("value", "uint256", False)),
+    _event("Approval", ("owner", "address", True), ("spender", "address", True), ("value", "uint256", False)),
 ]
 
 STOCK_TOKEN_ABI: list[dict[str, Any]] = [
