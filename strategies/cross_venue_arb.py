@@ -135,6 +135,10 @@ class CrossVenueArb(Strategy):
         self.trade: ArbTrade | None = None
         self.trades: list[ArbTrade] = []
         self.stranded = _ZERO
+        self.cash_flow = _ZERO
+        """Quote received minus paid by our fills, with fees and gas paid in a quote asset (at par)."""
+        self.token_flow = _ZERO
+        """Tokens bought minus sold: what the cash flow bought (0 after clean round trips)."""
         self._ready_at = 0
 
     # -- market events ---------------------------------------------------------------------------
@@ -172,9 +176,14 @@ class CrossVenueArb(Strategy):
             return
         signed = event.quantity if event.side is Side.BUY else -event.quantity
         cid = event.client_order_id
+        notional = event.notional if event.notional is not None else event.price * event.quantity
+        self.token_flow += signed
+        self.cash_flow -= notional if event.side is Side.BUY else -notional
+        if event.fee_asset in self._cash_assets(ctx):
+            self.cash_flow -= event.fee
         if cid == t.leg1_id:
             t.leg1_qty += signed
-            t.leg1_notional += event.notional if event.notional is not None else event.price * event.quantity
+            t.leg1_notional += notional
         elif cid == t.leg2_id:
             t.leg2_qty += signed
         elif cid in t.unwind_ids:
@@ -185,7 +194,19 @@ class CrossVenueArb(Strategy):
         """A leg changed state (rejected, cancelled, expired): move the trade on."""
         if event.status is OrderStatus.REJECTED:
             ctx.log.info("order %s refused: %s", event.client_order_id, event.reason)
+        if event.fee and event.fee_asset in self._cash_assets(ctx):
+            self.cash_flow -= event.fee  # gas of a reverted swap
         await self._advance(ctx)
+
+    async def on_stop(self, ctx: Context, **kwargs: Any) -> None:
+        """Log the tally: trades, cash flow, tokens bought minus sold, inventory left by unwinds."""
+        ctx.log.info(
+            "%d arbitrages, cash flow %s, token flow %s, stranded %s",
+            len(self.trades),
+            self.cash_flow,
+            self.token_flow,
+            self.stranded,
+        )
 
     async def on_timer(self, ctx: Context, name: str, **kwargs: Any) -> None:
         """The unwind deadline of a trade: keep what is left as inventory."""
@@ -374,6 +395,12 @@ class CrossVenueArb(Strategy):
                 self._finish(ctx)
             elif ctx.now >= t.unwind_deadline:
                 self._finish(ctx, stranded=True)
+
+    def _cash_assets(self, ctx: Context) -> tuple[str, str]:
+        """The quote assets of the book pair and of the pool (counted at par in the tally)."""
+        pool = ctx.instruments[self.params.pool]
+        assert isinstance(pool, Pool)
+        return self._pair(ctx).quote, pool.token1 if pool.token0 == self.params.token else pool.token0
 
     def _dust(self, ctx: Context, exposure: Decimal) -> bool:
         """Less than one step of the book's size grid: left as inventory (a pool fill has 18 decimals)."""

@@ -272,6 +272,9 @@ def test_a_failed_second_leg_is_unwound_within_the_price_bound() -> None:
     assert engine.portfolio.balance(BOOK, "USDT") == D(10_000) + D(510) - D("0.51") - D(512) - D("0.512")
     assert engine.portfolio.balance(BOOK, "TSLAx") == D(10)
     assert strategy.state == "idle" and strategy.stranded == 0
+    # The tally: the same cash (the reverted swap's gas was paid in ETH, not counted), tokens flat.
+    assert strategy.cash_flow == D(510) - D("0.51") - D(512) - D("0.512")
+    assert strategy.token_flow == 0
 
 
 def test_an_unwind_that_cannot_fill_inside_the_bound_stops_at_the_deadline() -> None:
