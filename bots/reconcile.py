@@ -209,8 +209,28 @@ async def _reconcile_order(
             return Resolution(coid, Action.FAILED, NEVER_SENT)
         update = await venue.submit(request)
         await journal.record_update(update, source="reconcile-resend")
+        # An order that filled on arrival: its fills are recorded now, not left to the stream.
+        if update.filled_quantity > 0:
+            report.fills_recorded += await _record_missing_fills(journal, lookup, order, request, update)
         return Resolution(coid, Action.RESENT, update.status.value)
 
+    new_fills = await _record_missing_fills(journal, lookup, order, request, found)
+    report.fills_recorded += new_fills
+    changed = await journal.record_update(found, source="reconcile")
+    if changed or new_fills:
+        return Resolution(coid, Action.UPDATED, f"{found.status.value}, {new_fills} fill(s) recorded")
+    return Resolution(coid, Action.UNCHANGED, found.status.value)
+
+
+async def _record_missing_fills(
+    journal: Journal,
+    lookup: OrderLookup | None,
+    order: JournaledOrder,
+    request: Request,
+    found: OrderUpdate,
+) -> int:
+    """Record the order's fills the journal lacks (listed trades, else the cumulative gap)."""
+    coid = order.client_order_id
     new_fills = 0
     listed = await lookup.fills(request, order.created_ns - FILLS_LOOKBACK_NS) if lookup is not None else None
     if listed is not None:
@@ -221,11 +241,7 @@ async def _reconcile_order(
         missing = await _cumulative_fill(journal, request, found)
         if missing is not None:
             new_fills += await journal.record_fill(missing, source="reconcile-cumulative")
-    report.fills_recorded += new_fills
-    changed = await journal.record_update(found, source="reconcile")
-    if changed or new_fills:
-        return Resolution(coid, Action.UPDATED, f"{found.status.value}, {new_fills} fill(s) recorded")
-    return Resolution(coid, Action.UNCHANGED, found.status.value)
+    return new_fills
 
 
 async def _cumulative_fill(journal: Journal, request: Request, found: OrderUpdate) -> Fill | None:
