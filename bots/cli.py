@@ -8,6 +8,7 @@ by scheme and host only (hosted RPC URLs carry their API key in the path).
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bots.log_setup import configure_logging
 from core.config import (
     AlpacaVenue,
     AnyInstrument,
@@ -84,11 +86,16 @@ def _main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    json_logs: Annotated[
+        bool, typer.Option("--json-logs", help="Logs as one JSON object per line on stderr (for servers).")
+    ] = False,
 ) -> None:
     """Arbitrage and market-making bots for tokenized US stocks and perpetual options.
 
     Exit codes: 0 ok, 1 not implemented yet, 2 bad input.
     """
+    # Secrets are redacted in both modes; plain text keeps Python's default WARNING threshold.
+    configure_logging(json_logs=json_logs, level=logging.INFO if json_logs else logging.WARNING)
 
 
 # --------------------------------------------------------------------------------------------

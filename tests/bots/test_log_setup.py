@@ -34,6 +34,7 @@ def out() -> Iterator[io.StringIO]:
     redactor().add(OTHER)
     yield stream
     logging.getLogger().removeHandler(handler)
+    logging.getLogger().setLevel(logging.WARNING)
 
 
 def test_a_secret_passed_every_way_appears_nowhere(out: io.StringIO) -> None:
@@ -113,3 +114,23 @@ def test_configuring_twice_keeps_one_handler_and_text_mode_redacts() -> None:
         assert stream.getvalue().rstrip().endswith(f"WARNING perpetua.x: key {MASK}")
     finally:
         logging.getLogger().removeHandler(handler)
+
+
+def test_the_cli_json_logs_option_installs_json_lines() -> None:
+    from typer.testing import CliRunner
+
+    from bots.cli import app
+
+    try:
+        result = CliRunner().invoke(app, ["--json-logs", "check-config", "config.yaml"])
+        assert result.exit_code == 0, result.output
+        (handler,) = [h for h in logging.getLogger().handlers if h.get_name() == "perpetua"]
+        assert isinstance(handler.formatter, JsonFormatter)
+        assert logging.getLogger().level == logging.INFO
+        CliRunner().invoke(app, ["check-config", "config.yaml"])
+        (handler,) = [h for h in logging.getLogger().handlers if h.get_name() == "perpetua"]
+        assert not isinstance(handler.formatter, JsonFormatter)
+    finally:
+        for h in [h for h in logging.getLogger().handlers if h.get_name() == "perpetua"]:
+            logging.getLogger().removeHandler(h)
+        logging.getLogger().setLevel(logging.WARNING)
