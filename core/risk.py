@@ -1,7 +1,10 @@
 """Risk limits: the numbers the risk checks enforce before any request reaches a venue.
 
-This module holds the limits *model* only (validated from the `risk:` section of config.yaml);
-the engine that enforces them comes later. It also holds the few validation primitives that
+This module holds the limits *model* (validated from the `risk:` section of config.yaml). They
+are enforced by `core.risk_checks.LimitChecks` (position, notional, order rate, price band, gas
+price: every request, before it reaches a venue) and `core.kill_switch.KillSwitch` (daily loss,
+repeated rejects, stale data: stops all trading until reset); see docs/risk-and-observability.md.
+It also holds the few validation primitives that
 `core.config` shares (`StrictModel`, the positive-number types, `FieldProblem`): `core.config`
 imports this module, so they live here to keep the import graph one-way.
 

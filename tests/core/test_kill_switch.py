@@ -296,3 +296,32 @@ def test_bad_settings_name_the_field() -> None:
         KillSwitch(max_daily_loss=D(-1), max_data_staleness_ns=1)
     with pytest.raises(InvalidInput, match="max_rejects"):
         KillSwitch(max_daily_loss=D(1), max_data_staleness_ns=1, max_rejects=0)
+
+
+async def test_daily_loss_counts_from_midnight_utc(calendar: MarketCalendar) -> None:
+    # 10 TSLAx held, nothing else: equity = 10 x mid. 23:59:00 mid 400 (equity 4000, the baseline);
+    # 23:59:30 mid 392 -> loss 80 < 100. After midnight the baseline is the equity at 00:00 (3920,
+    # nothing moved since 23:59:30): 00:00:30 mid 390 -> loss 20, not 100 -> no trip.
+    midnight = 1_767_312_000 * SEC  # 2026-01-02 00:00 UTC
+    clock = SimulatedClock(midnight - 60 * SEC)
+    portfolio = Portfolio(REGISTRY)
+    portfolio.deposit("ex", "TSLAx", D(10))
+    engine = TradingEngine(
+        clock=clock,
+        instruments=REGISTRY,
+        portfolio=portfolio,
+        calendar=calendar,
+        venues={},
+        references=[ReferenceSource("TSLA", "broker", "TSLA/USD", 90 * SEC)],
+    )
+    ks = switch().attach(engine)
+    for ts, mid, pnl in (
+        (midnight - 60 * SEC, 400.0, D(0)),
+        (midnight - 30 * SEC, 392.0, D(-80)),
+        (midnight + 30 * SEC, 390.0, D(-20)),
+        (midnight + 40 * SEC, 382.0, D(-100)),  # 3820 vs 3920: trips
+    ):
+        clock.advance_to(ts)
+        await engine.process(broker(ts, mid))
+        assert ks.daily_pnl == pnl
+    assert [(t.cause, t.ts) for t in ks.trips] == [(TripCause.DAILY_LOSS, midnight + 40 * SEC)]
