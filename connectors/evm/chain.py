@@ -28,20 +28,17 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlparse
 
-import aiohttp
 from eth_account.datastructures import SignedTransaction
 from eth_typing import ChecksumAddress
 from web3 import AsyncHTTPProvider, AsyncWeb3, WebSocketProvider
 from web3.exceptions import (
     ContractLogicError,
-    PersistentConnectionError,
-    ProviderConnectionError,
     TransactionNotFound,
 )
 from web3.types import TxReceipt
 
 from connectors.evm.keys import LocalSigner
-from connectors.evm.nonce import NonceManager, Submitted, TransactionReplaced
+from connectors.evm.nonce import TRANSIENT, NonceManager, Submitted, TransactionReplaced
 from connectors.evm.revert import (
     RevertReason,
     TransactionReverted,
@@ -54,8 +51,6 @@ log = logging.getLogger(__name__)
 
 WEI_PER_GWEI = 10**9
 TRANSFER_GAS = 21_000  # gas of a plain value transfer (the gap filler)
-# errors that mean "the node is unreachable right now", not "the request is wrong"
-TRANSIENT = (OSError, aiohttp.ClientError, TimeoutError, ProviderConnectionError, PersistentConnectionError)
 
 __all__ = [
     "ChainIdMismatch",
@@ -407,7 +402,10 @@ class ChainSession:
             await self.nonces.rebroadcast(submitted)
             return
         if await self.nonces.chain_nonce("pending") < submitted.nonce:
-            await self.nonces.repair(self._fill)
+            try:
+                await self.nonces.repair(self._fill)
+            except FeeCapExceeded as error:  # fillers cannot be priced now: keep waiting, retry later
+                log.warning("nonce gap below %s not filled yet: %s", submitted.tx_hash, error)
 
     async def replay_revert(
         self, call: Mapping[str, Any], receipt: TxReceipt, abi: Sequence[Mapping[str, Any]] | None = None

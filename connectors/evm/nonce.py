@@ -22,16 +22,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from eth_account.datastructures import SignedTransaction
 from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import AsyncWeb3
-from web3.exceptions import Web3RPCError
+from web3.exceptions import PersistentConnectionError, ProviderConnectionError, Web3RPCError
 
 from core.errors import PerpetuaError
 
 log = logging.getLogger(__name__)
 
+# errors that mean "the node is unreachable right now", not "the request is wrong"
+TRANSIENT = (OSError, aiohttp.ClientError, TimeoutError, ProviderConnectionError, PersistentConnectionError)
 NONCE_TOO_LOW = ("nonce too low", "already known", "known transaction", "replacement transaction underpriced")
 NONCE_TOO_HIGH = ("nonce too high", "nonce gap")
 
@@ -153,6 +156,10 @@ class NonceManager:
                 signed = sign(nonce)
                 try:
                     tx_hash = await self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                except TRANSIENT as error:
+                    # the node may have it: keep the nonce and the bytes, the waiter rebroadcasts them
+                    log.warning("sending nonce %s of %s: %s; treated as sent", nonce, self.address, error)
+                    tx_hash = signed.hash
                 except Web3RPCError as error:
                     kind = classify(error)
                     if kind is None:

@@ -227,3 +227,15 @@ async def test_tx_fields_the_session_owns_are_refused(clean_chain: AsyncWeb3[Any
         await session.send({"to": RECIPIENT, "from": RECIPIENT})
     with pytest.raises(InvalidInput, match="confirmations"):
         await session.send({"to": RECIPIENT}, confirmations=0)
+
+
+async def test_priority_fee_cap(base_fee_restored: AsyncWeb3[Any], funded_key: str) -> None:
+    policy = FeePolicy(Decimal(100), max_priority_fee_gwei=Decimal("0.25"))
+    session = await session_for(base_fee_restored, funded_key, fee_policy=policy)
+    tip = int(await rpc(base_fee_restored, "eth_maxPriorityFeePerGas"), 16)
+    assert tip > GWEI // 4  # the node suggests more than the cap
+    receipt = await session.send({"to": RECIPIENT, "value": 1})
+    sent = await base_fee_restored.eth.get_transaction(receipt["transactionHash"])
+    block = await base_fee_restored.eth.get_block(receipt["blockNumber"] - 1)
+    assert sent["maxPriorityFeePerGas"] == GWEI // 4
+    assert sent["maxFeePerGas"] == 2 * block["baseFeePerGas"] + GWEI // 4
