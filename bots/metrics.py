@@ -80,6 +80,8 @@ _KINDS: dict[type, str] = {
     RedeemRequest: "redeem",
 }
 
+_UNSEEN: Any = object()
+
 HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
 """A named part of `/health`: (healthy, JSON-ready details)."""
 
@@ -110,6 +112,8 @@ class EngineMetrics:
         self._event_ns: int | None = None
         self._statuses_seen: dict[str, int] = {}
         self._initial_equity: Decimal | None = None
+        self._event_counters: dict[type, Any] = {}
+        self._premium_targets: dict[tuple[str, str], Any] = {}
         r = self.registry
         self.events = Counter("perpetua_events", "Events the engine applied, by type.", ["type"], registry=r)
         self.decisions = Counter(
@@ -165,7 +169,10 @@ class EngineMetrics:
         """Count the event; follow order statuses, fills, positions and premiums it moved."""
         self._event_ns = self._clock_ns()
         event_type = type(event)
-        self.events.labels(event_type.__name__).inc()
+        counter = self._event_counters.get(event_type)
+        if counter is None:  # labels() costs a lock and a dict lookup per call: keep the child
+            counter = self._event_counters[event_type] = self.events.labels(event_type.__name__)
+        counter.inc()
         if event_type is Quote:
             self._premium(event, engine)  # type: ignore[arg-type]
             return
@@ -217,19 +224,23 @@ class EngineMetrics:
         self._statuses_seen[client_order_id] = len(order.history)
 
     def _premium(self, quote: Quote, engine: TradingEngine) -> None:
-        pair = engine.instruments.get(quote.instrument)
-        if not isinstance(pair, Spot):
+        key = (quote.venue, quote.instrument)
+        target = self._premium_targets.get(key, _UNSEEN)
+        if target is _UNSEEN:  # resolve each (venue, instrument) once: a token pair or not
+            target = None
+            pair = engine.instruments.get(quote.instrument)
+            token = engine.instruments.get(pair.base) if isinstance(pair, Spot) else None
+            if isinstance(token, TokenizedStock):
+                target = (token.id, self.fair_value.labels(token.id), self.premium.labels(*key))
+            self._premium_targets[key] = target
+        if target is None:
             return
-        token = engine.instruments.get(pair.base)
-        if not isinstance(token, TokenizedStock):
-            return
-        fair = engine.fair_value(token.id)
+        token_id, fair_gauge, premium_gauge = target
+        fair = engine.fair_value(token_id)
         if not fair:
             return
-        self.fair_value.labels(token.id).set(fair)
-        self.premium.labels(quote.venue, quote.instrument).set(
-            (0.5 * (quote.bid + quote.ask) / fair - 1) * 1e4
-        )
+        fair_gauge.set(fair)
+        premium_gauge.set((0.5 * (quote.bid + quote.ask) / fair - 1) * 1e4)
 
 
 def data_freshness(engine: TradingEngine, max_age_ns: int) -> HealthCheck:
