@@ -127,6 +127,7 @@ class DepegArbParams(StrategyParams):
         default=Decimal(10), ge=0, description="largest unhedged delta, shares"
     )
     min_hedge_shares: Decimal = Field(default=Decimal("0.01"), gt=0, description="smaller deltas are left")
+    max_hedge_shares: Decimal = Field(default=Decimal(20), gt=0, description="largest hedge order, shares")
     # issuer
     issuer_venue: str | None = Field(default=None, description="mint/redeem venue")
     mint_fee_bps: Decimal = Field(default=Decimal(10), ge=0)
@@ -327,19 +328,26 @@ class DepegArb(Strategy):
         return self.token_delta * self.multiplier(ctx) + self.stock_delta + self.perp_delta
 
     def room(self, ctx: Context, mode: str, buy: bool) -> Decimal:
-        """Most tokens a trade may add in its direction, given the limits and how it can be hedged."""
+        """Most tokens a trade may add in its direction, given the limits and how it can be hedged.
+
+        After the hedge the exposure must stay within `max_unhedged_shares`: a perp hedges any
+        size; the broker cannot sell short, so a buy of tokens is hedged only by the shares held
+        (pending sales cancel out: they lower the shares held and the delta alike); held exposure
+        has no hedge at all.
+        """
         p = self.params
-        cap = p.max_trade_tokens
-        if mode == "hold":
-            m = self.multiplier(ctx)
-            delta = self.net_delta(ctx)
-            free = (p.max_unhedged_shares - delta) if buy else (p.max_unhedged_shares + delta)
-            cap = min(cap, max(Decimal(0), free / m))
-        elif mode == "broker" and buy:
-            # the hedge sells shares we must hold (no short selling at the broker)
-            held = ctx.balance(p.broker_venue, self._stock_asset(ctx))
-            cap = min(cap, max(Decimal(0), held + p.max_unhedged_shares - self._pending_stock_sales(ctx)))
-        return cap
+        m = self.multiplier(ctx)
+        delta = self.net_delta(ctx)
+        if mode == "perp":
+            free_shares = None
+        elif buy:
+            hedge = ctx.balance(p.broker_venue, self._stock_asset(ctx)) if mode == "broker" else Decimal(0)
+            free_shares = p.max_unhedged_shares + hedge - delta
+        else:
+            free_shares = None if mode == "broker" else p.max_unhedged_shares + delta
+        if free_shares is None:
+            return p.max_trade_tokens
+        return min(p.max_trade_tokens, max(Decimal(0), free_shares / m))
 
     # -- arbitrage legs ----------------------------------------------------------------------
 
@@ -516,6 +524,7 @@ class DepegArb(Strategy):
         assert isinstance(pair, Spot)
         if shares < 0:  # sell at most what we hold
             shares = -min(-shares, ctx.balance(p.broker_venue, pair.base))
+        shares = max(-p.max_hedge_shares, min(p.max_hedge_shares, shares))  # the rest at the next check
         quantity = (abs(shares) / pair.size_increment).to_integral_value(ROUND_DOWN) * pair.size_increment
         if quantity < max(p.min_hedge_shares, pair.min_size) or ctx.reference_price(pair.base) is None:
             return
@@ -537,6 +546,7 @@ class DepegArb(Strategy):
         perp = ctx.instruments[p.perp_instrument]
         assert isinstance(perp, StockPerp)
         step = perp.min_size
+        shares = max(-p.max_hedge_shares, min(p.max_hedge_shares, shares))
         contracts = (abs(shares) / perp.contract_size / step).to_integral_value(ROUND_DOWN) * step
         if contracts <= 0 or contracts * perp.contract_size < p.min_hedge_shares:
             return
@@ -592,14 +602,6 @@ class DepegArb(Strategy):
         pair = ctx.instruments[self.params.stock_instrument]
         assert isinstance(pair, Spot)
         return pair.base
-
-    def _pending_stock_sales(self, ctx: Context) -> Decimal:
-        total = Decimal(0)
-        for order in ctx.open_orders(self.params.broker_venue):
-            request = order.request
-            if isinstance(request, OrderRequest) and request.side is Side.SELL:
-                total += request.quantity
-        return total
 
 
 def _full_range(tick_spacing: int, liquidity: int) -> tuple[tuple[int, int], ...]:
