@@ -511,9 +511,20 @@ class Journal:
             }
             await conn.execute(insert(OrderRow).values(**values))
             await self._history(conn, coid, now, "intent", INTENT, Decimal(0), None, "")
-            created = await self._get_order(conn, coid)
-        assert created is not None
-        return created
+        return JournaledOrder(
+            coid,
+            request.venue,
+            _KINDS[type(request)],
+            request,
+            strategy,
+            INTENT,
+            "",
+            Decimal(0),
+            None,
+            "",
+            now,
+            now,
+        )
 
     async def record_send_error(
         self, client_order_id: str, error: BaseException, ts: int | None = None
