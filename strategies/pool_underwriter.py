@@ -61,6 +61,12 @@ BOOKED_FLOWS = ("premium", "fee", "insurance_share", "funding", "penalty", "bad_
 """Ledger flows that are income or loss of a tranche (`lp` flows are deposits and withdrawals)."""
 
 
+def _show(value: Decimal) -> str:
+    """A Decimal without exponent or trailing zeros (400.000 -> 400), for decisions and logs."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 class PoolUnderwriterParams(StrategyParams):
     """Parameters: amounts in pool-asset tokens, bounds as fractions (0.1 = 10%), times in ms."""
 
@@ -345,12 +351,12 @@ class PoolUnderwriter(Strategy):
             shares = (budget / per_share).quantize(view.share_quantum, rounding=ROUND_FLOOR)
         if shares <= 0:
             return
-        self.decisions.append(Decision(ctx.now, f"deposit {shares} {share_id}", reason))
+        self.decisions.append(Decision(ctx.now, f"deposit {_show(shares)} {share_id}", reason))
         await ctx.submit(MintRequest(ctx.new_client_order_id(), p.venue, share_id, shares, p.pool_asset))
 
     async def _redeem(self, ctx: Context, share_id: str, shares: Decimal, reason: str) -> None:
         p = self.params
-        self.decisions.append(Decision(ctx.now, f"withdraw {shares} {share_id}", reason))
+        self.decisions.append(Decision(ctx.now, f"withdraw {_show(shares)} {share_id}", reason))
         await ctx.submit(RedeemRequest(ctx.new_client_order_id(), p.venue, share_id, shares, p.pool_asset))
 
     async def _move(self, ctx: Context, src: str, dst: str, shares: Decimal, reason: str) -> None:
