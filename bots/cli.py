@@ -286,6 +286,41 @@ def _time_option(value: str | None, option: str) -> int | None:
     return int(parsed.timestamp()) * 1_000_000_000 + parsed.microsecond * 1_000
 
 
+strategies_app = typer.Typer(help="Strategies a config can name.", no_args_is_help=True)
+app.add_typer(strategies_app, name="strategies")
+
+
+@strategies_app.command("list")
+def strategies_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Builtin strategies and installed `perpetua.strategies` entry points, with their parameters."""
+    import json
+
+    from strategies.strategy_catalog import catalog
+
+    entries = catalog()
+    if as_json:
+        _out().print_json(json.dumps(entries))
+        return
+    out = _out()
+    for entry in entries:
+        where = entry["source"] + (f" ({entry['distribution']})" if entry["distribution"] else "")
+        title = f"{entry['name']}: {entry['reference']} [{where}]"
+        if entry["error"]:
+            out.print(f"[bold]{_escape(title)}[/bold]\n  [red]unavailable:[/red] {_escape(entry['error'])}")
+            continue
+        table = Table(title=_escape(title), title_justify="left", caption=_escape(entry["summary"]))
+        for column in ("parameter", "type", "default", "description"):
+            table.add_column(column)
+        for param in entry["params"]:
+            default = "(required)" if param["required"] else str(param["default"])
+            table.add_row(
+                *(_escape(str(v)) for v in (param["name"], param["type"], default, param["description"]))
+            )
+        out.print(table)
+
+
 @app.command(context_settings=_PLACEHOLDER_SETTINGS)
 def price(ctx: typer.Context) -> None:
     """(not implemented yet) Price perpetual options and tokenized stocks from the command line."""
