@@ -202,7 +202,12 @@ class DepegArb(Strategy):
                 await self._arb_pool(ctx, leg, event)
 
     async def on_quote(self, ctx: Context, event: Quote, **kwargs: Any) -> None:
-        """A watched book's top moved (L1 data): look for a gap there."""
+        """A watched book's top moved (L1 data): look for a gap there; a broker quote may let us hedge."""
+        p = self.params
+        if event.venue == p.broker_venue and event.instrument == p.stock_instrument:
+            if abs(self.net_delta(ctx)) >= p.min_hedge_shares:
+                await self._flatten(ctx)  # e.g. the first price after the open
+            return
         for leg in self.params.books:
             if leg.venue == event.venue and leg.instrument == event.instrument:
                 book = ctx.book(leg.venue, leg.instrument)

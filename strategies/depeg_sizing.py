@@ -15,7 +15,9 @@ own arithmetic:
   per swap and per tick crossed, which makes the net profit step down at every initialised tick;
   the candidates are therefore the optimum itself and the swaps that stop just before each
   initialised tick on the way (so no crossing is paid for that does not pay for itself), each
-  priced on the exact integer quotes. The best of them is the answer.
+  priced on the exact integer quotes (an exact input that would round one unit onto a tick is
+  backed off). The best of them is the answer: the integer maximum up to the pool's flooring of
+  its output, i.e. within one output unit's value plus one input unit (tested by brute force).
 - order book: per level the edge is linear (price and fee fixed), so the optimum takes every level
   whose per-unit edge is positive, best first, and nothing more.
 
@@ -170,6 +172,12 @@ def v3_best_trade(
         if amount_in <= 0:
             continue
         quote = quote_exact_input(state, amount_in, zero_for_one)
+        step = 1
+        while quote.initialized_ticks_crossed > result.initialized_ticks_crossed and amount_in > step:
+            # the exact input rounds one unit past the limit onto the tick: back off until it stops short
+            amount_in -= step
+            step *= 2
+            quote = quote_exact_input(state, amount_in, zero_for_one)
         gas = gas_per_swap_in + gas_per_tick_in * quote.initialized_ticks_crossed
         profit = quote.amount_out * value - quote.amount_in - gas
         if best is None or profit > best.profit:
