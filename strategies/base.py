@@ -51,7 +51,7 @@ from core.events import (
 )
 from core.wake import WakeFilter
 
-API_VERSION = (1, 2)
+API_VERSION = (1, 3)
 """(major, minor) of the strategy contract."""
 
 
