@@ -1019,10 +1019,47 @@ def write_parquet(
     Encodings: timestamps and integers delta-encoded, floats byte-stream-split, all zstd
     compressed; strings (enums) dictionary-encoded. Returns the path.
     """
+    table = columns_table(event, ts, columns)
+    return write_table(
+        path,
+        event,
+        constants,
+        table,
+        row_group_size=row_group_size,
+        compression=compression,
+        compression_level=compression_level,
+    )
+
+
+def check_table(
+    file: str | Path, event: str | type[tuple[Any, ...]], table: Any, previous_ts: int | None = None
+) -> None:
+    """Validate a pyarrow Table or RecordBatch in the stored layout exactly as the readers do.
+
+    `previous_ts` (ns) is the last timestamp before the table's first row, if any; raises `DataError`.
+    """
+    schema = schema_for(event)
+    check_arrow_schema(table.schema, schema, file)
+    _convert(table, schema, file, 0, previous_ts)
+
+
+def write_table(
+    path: str | Path,
+    event: str | type[tuple[Any, ...]],
+    constants: Mapping[str, str],
+    table: Any,
+    *,
+    row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+    compression: str = "zstd",
+    compression_level: int | None = 9,
+) -> Path:
+    """Write a pyarrow Table in the stored layout (see `columns_table`) as a Parquet stream.
+
+    Validated as `write_parquet` validates; same encodings and metadata. Returns the path.
+    """
     path = Path(path)
     schema = schema_for(event)
     identity_schema, values = _resolve_identity(path, schema.name, constants, None)
-    table = columns_table(schema.name, ts, columns)
     check_arrow_schema(table.schema, schema, path)
     _convert(table, schema, path, 0, None)  # refuse to write what could not be read back
     meta: dict[str, Any] = {"format": "perpetua-stream", "version": SCHEMA_VERSION, "event": schema.name}
@@ -1115,13 +1152,23 @@ def market_status_columns(events: Iterable[MarketStatus]) -> tuple[str, IntArray
 
 @dataclass(frozen=True, slots=True)
 class StreamEntry:
-    """One stream of a dataset: its name, file (relative to the manifest), event type, constants."""
+    """One stream of a dataset: its name, file (relative to the manifest), event type, constants.
+
+    A stream stored in several files in time order (a recording rotated hourly) lists them all in
+    `files`; `file` is then the first of them.
+    """
 
     name: str
     file: str
     event: str
     constants: Mapping[str, str]
     info: Mapping[str, Any] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every file of the stream in time order, relative to the manifest."""
+        return self.files or (self.file,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1149,7 +1196,7 @@ class Manifest:
 
 
 _MANIFEST_KEYS: Final = frozenset({"format", "version", "description", "streams", "generator"})
-_STREAM_KEYS: Final = frozenset({"name", "file", "event", "info"})
+_STREAM_KEYS: Final = frozenset({"name", "file", "files", "event", "info"})
 
 
 def _manifest_path(path: str | Path) -> Path:
@@ -1202,11 +1249,28 @@ def load_manifest(path: str | Path) -> Manifest:
         for key in item:
             if key not in allowed:
                 raise bad(f"{where}.{key}", f"unknown key for a {event} stream; keys are {sorted(allowed)}")
-        file = item.get("file")
-        if not isinstance(file, str) or not file:
-            raise bad(f"{where}.file", "must be a file name relative to the manifest", file)
-        if not (mpath.parent / file).is_file():
-            raise bad(f"{where}.file", "no such file next to the manifest", file)
+        files: tuple[str, ...] = ()
+        if "files" in item:
+            # One stream in several files, in time order (e.g. a recording rotated hourly).
+            listed = item["files"]
+            if "file" in item:
+                raise bad(f"{where}.files", "give either file or files, not both", listed)
+            if not isinstance(listed, list) or not listed:
+                raise bad(f"{where}.files", "must be a non-empty list of file names", listed)
+            for j, one in enumerate(listed):
+                if not isinstance(one, str) or not one:
+                    raise bad(f"{where}.files[{j}]", "must be a file name relative to the manifest", one)
+                if not (mpath.parent / one).is_file():
+                    raise bad(f"{where}.files[{j}]", "no such file next to the manifest", one)
+            files = tuple(listed)
+            file = files[0]
+        else:
+            given = item.get("file")
+            if not isinstance(given, str) or not given:
+                raise bad(f"{where}.file", "must be a file name relative to the manifest", given)
+            file = given
+            if not (mpath.parent / file).is_file():
+                raise bad(f"{where}.file", "no such file next to the manifest", file)
         constants: dict[str, str] = {}
         for key in schema.constants:
             value = item.get(key)
@@ -1222,7 +1286,7 @@ def load_manifest(path: str | Path) -> Manifest:
         info = item.get("info", {})
         if not isinstance(info, dict):
             raise bad(f"{where}.info", "must be a mapping", info)
-        entries.append(StreamEntry(name, file, event, constants, info))
+        entries.append(StreamEntry(name, file, event, constants, info, files))
     description = raw.get("description", "")
     generator = raw.get("generator", {})
     if not isinstance(generator, dict):
@@ -1266,23 +1330,63 @@ def load_dataset(
     wanted = manifest.streams if streams is None else tuple(manifest.entry(n) for n in streams)
     loaded: list[EventStream] = []
     for entry in wanted:
-        file = manifest.root / entry.file
-        lazy_here = lazy and file.suffix.lower() in (".parquet", ".pq")
-        loaded.append(
-            read_stream(
-                file,
-                entry.event,
-                entry.constants,
-                lazy=lazy_here,
-                chunk_size=chunk_size,
-                start_ns=start_ns,
-                end_ns=end_ns,
-                name=entry.name,
+        parts: list[EventStream] = []
+        for relative in entry.paths:
+            file = manifest.root / relative
+            lazy_here = lazy and file.suffix.lower() in (".parquet", ".pq")
+            parts.append(
+                read_stream(
+                    file,
+                    entry.event,
+                    entry.constants,
+                    lazy=lazy_here,
+                    chunk_size=chunk_size,
+                    start_ns=start_ns,
+                    end_ns=end_ns,
+                    name=entry.name,
+                )
             )
-        )
+        loaded.append(parts[0] if len(parts) == 1 else ConcatStream(parts, entry.paths, entry.name))
     if streams is not None:
         manifest = Manifest(manifest.path, wanted, manifest.description, manifest.generator)
     return Dataset(manifest, tuple(loaded))
+
+
+class ConcatStream(EventStream):
+    """One stream stored in several files: their chunks one file after the other.
+
+    Each file is checked as it is read; across files, timestamps must not decrease either (a
+    `DataError` names the later file, its first row and the value).
+    """
+
+    def __init__(self, parts: Sequence[EventStream], files: Sequence[str | Path], name: str) -> None:
+        if not parts or len(parts) != len(files):
+            raise InvalidInput("parts", len(parts), f"need one stream per file ({len(files)} files)")
+        self.parts = list(parts)
+        self.files = [str(f) for f in files]
+        self.name = name
+
+    def kind(self) -> tuple[type[tuple[Any, ...]], tuple[Any, ...]] | None:
+        """The first file's (event type, constants): every file of a manifest entry shares them."""
+        return self.parts[0].kind()
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Every file's chunks in file order."""
+        previous: int | None = None
+        for part, file in zip(self.parts, self.files, strict=True):
+            first = True
+            for chunk in part.chunks():
+                if first and previous is not None and len(chunk.ts) and int(chunk.ts[0]) < previous:
+                    raise DataError(
+                        file,
+                        f"timestamps must not decrease across files: the previous file ends at {previous}",
+                        column="ts",
+                        value=int(chunk.ts[0]),
+                    )
+                first = False
+                if len(chunk.ts):
+                    previous = int(chunk.ts[-1])
+                yield chunk
 
 
 def stream_arrays(stream: EventStream) -> tuple[IntArray, list[Event]]:
