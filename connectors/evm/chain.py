@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 
 from eth_account.datastructures import SignedTransaction
 from eth_typing import ChecksumAddress
+from hexbytes import HexBytes
 from web3 import AsyncHTTPProvider, AsyncWeb3, WebSocketProvider
 from web3.exceptions import (
     ContractLogicError,
@@ -301,12 +302,14 @@ class ChainSession:
         *,
         abi: Sequence[Mapping[str, Any]] | None = None,
         confirmations: int | None = None,
+        on_submitted: Callable[[Submitted], None] | None = None,
     ) -> TxReceipt:
         """Fill, sign, send `tx` (`to`, `data`, `value` in wei, optional `gas`) and wait for its receipt.
 
         Returns the receipt once `confirmations` (default: the session's) blocks deep on the canonical
         chain. Raises `TransactionReverted` (reason decoded; custom errors need the contract `abi`),
-        `FeeCapExceeded`, `TransactionReplaced` or `TransactionTimeout`.
+        `FeeCapExceeded`, `TransactionReplaced` or `TransactionTimeout`. `on_submitted` is called with
+        the nonce and hash as soon as the node took the transaction (before it is mined).
         """
         if not self._started:
             raise PerpetuaError("ChainSession.start() was not called")
@@ -318,6 +321,8 @@ class ChainSession:
             call["gas"] = await self._estimate(call, abi)
         fees = await self.fees()
         submitted = await self.nonces.submit(lambda nonce: self._sign(call, fees, nonce), self._fill)
+        if on_submitted is not None:
+            on_submitted(submitted)
         log.info(
             "sent %s nonce %s gas %s max fee %s wei tip %s wei",
             submitted.tx_hash,
@@ -336,6 +341,34 @@ class ChainSession:
                 reason, submitted.tx_hash, int(receipt["blockNumber"]), int(receipt["gasUsed"])
             )
         return receipt
+
+    async def replace_with_noop(self, nonce: int, bump: Decimal = Decimal("1.125")) -> str:
+        """Cancel our pending transaction at `nonce`: a zero-value self-transfer at the same nonce, its
+        fees (wei per gas) at least `bump` x the pending one's (nodes want >= +10%) and today's fees.
+
+        Returns the replacement's 0x hash; the original's `send` then raises `TransactionReplaced` once
+        the replacement is mined (or returns its receipt if the original was mined first). Raises
+        `InvalidInput` if no transaction of ours is in flight at `nonce`, `FeeCapExceeded` above the cap.
+        """
+        pending = self.nonces.inflight.get(nonce)
+        if pending is None:
+            raise InvalidInput("nonce", nonce, f"no transaction of {self.address} in flight at it")
+        original = await self.w3.eth.get_transaction(pending.tx_hash)  # type: ignore[arg-type]
+        now = await self.fees()
+        ratio = bump.as_integer_ratio()
+
+        def bumped(wei: int) -> int:
+            return -(-wei * ratio[0] // ratio[1])  # rounded up: the node compares whole wei
+
+        priority = max(bumped(int(original.get("maxPriorityFeePerGas", 0))), now.max_priority_fee_per_gas)
+        max_fee = max(bumped(int(original.get("maxFeePerGas", 0))), now.max_fee_per_gas, priority)
+        if max_fee > self.fee_policy.cap_wei:
+            raise FeeCapExceeded(max_fee, self.fee_policy.cap_wei, now.base_fee, priority)
+        call = {"to": self.address, "value": 0, "data": b"", "gas": TRANSFER_GAS}
+        signed = self._sign(call, Fees(now.base_fee, priority, max_fee), nonce)
+        tx_hash = HexBytes(await self.w3.eth.send_raw_transaction(signed.raw_transaction)).to_0x_hex()
+        log.info("replacing %s (nonce %s) by no-op %s, fee %s wei", pending.tx_hash, nonce, tx_hash, max_fee)
+        return tx_hash
 
     async def _receipt(self, tx_hash: str) -> TxReceipt | None:
         try:

@@ -142,6 +142,7 @@ class UniswapV2Pair:
         slippage: Decimal = DEFAULT_SLIPPAGE,
         deadline: int | None = None,
         recipient: str | None = None,
+        amount_bound: int | None = None,
     ) -> ExecutedSwap:
         """Swap through the UniswapV2Router02 at `router`, bounded by `slippage` against the local quote.
 
@@ -151,13 +152,14 @@ class UniswapV2Pair:
         120 s); `recipient` defaults to the sender, who must have approved the router for the input
         token. Past the bound the router reverts 'UniswapV2Router: INSUFFICIENT_OUTPUT_AMOUNT' /
         'EXCESSIVE_INPUT_AMOUNT', past the deadline 'UniswapV2Router: EXPIRED'; the sender raises
-        those. The reserves are not changed here. Returns the amounts of the receipt's Swap log and
-        the reserves of its Sync log.
+        those. `amount_bound` (base units), when given, is amountOutMin / amountInMax itself instead
+        of the slippage bound. The reserves are not changed here. Returns the amounts of the receipt's
+        Swap log and the reserves of its Sync log.
         """
         if amount <= 0:
             raise ValueError(f"amount must be > 0 base units, got {amount}")
         quoted = (self.quote_exact_input if exact_input else self.quote_exact_output)(amount, zero_for_one)
-        bound = slippage_bounds(quoted, slippage, exact_input)
+        bound = slippage_bounds(quoted, slippage, exact_input) if amount_bound is None else amount_bound
         path = [self.token0, self.token1] if zero_for_one else [self.token1, self.token0]
         to = AsyncWeb3.to_checksum_address(recipient or sender.address)
         contract = contract_at(self.w3, "UniswapV2Router02", AsyncWeb3.to_checksum_address(router))

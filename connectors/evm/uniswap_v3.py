@@ -330,6 +330,7 @@ class UniswapV3Pool:
         slippage: Decimal = DEFAULT_SLIPPAGE,
         deadline: int | None = None,
         recipient: str | None = None,
+        amount_bound: int | None = None,
         sqrt_price_limit_x96: int = 0,
     ) -> ExecutedSwap:
         """Swap through the SwapRouter at `router`, bounded by `slippage` against the local quote.
@@ -341,7 +342,8 @@ class UniswapV3Pool:
         sender must have approved the router for the input token. The router reverts with 'Too
         little received' / 'Too much requested' past the bound and 'Transaction too old' past the
         deadline; the sender raises those. The local state is not changed (a follower applies the
-        Swap log). Returns the amounts of the receipt's Swap log.
+        Swap log). `amount_bound` (base units), when given, is the amountOutMinimum / amountInMaximum
+        itself instead of the slippage bound. Returns the amounts of the receipt's Swap log.
         """
         if amount <= 0:
             raise ValueError(f"amount must be > 0 base units, got {amount}")
@@ -349,7 +351,7 @@ class UniswapV3Pool:
             amount, zero_for_one, sqrt_price_limit_x96
         )
         quoted = quote.amount_out if exact_input else quote.amount_in
-        bound = slippage_bounds(quoted, slippage, exact_input)
+        bound = slippage_bounds(quoted, slippage, exact_input) if amount_bound is None else amount_bound
         token_in, token_out = (self.token0, self.token1) if zero_for_one else (self.token1, self.token0)
         # ExactInputSingleParams / ExactOutputSingleParams, in their ABI order
         params = (
