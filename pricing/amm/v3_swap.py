@@ -25,22 +25,29 @@ from pricing.amm.tick_math import (
     get_tick_at_sqrt_ratio_fast,
     sqrt_ratio_at_tick_cached,
 )
+from pricing.amm.v3_swap_path import SwapPath, jump
 
 MAX_TICK_SPACING = 16384  # the factory's bound on tick spacing
 
 
 class _TickTable:
-    """The initialized ticks of a pool as parallel sorted lists, for bisection in the swap loop."""
+    """The initialized ticks of a pool as parallel sorted lists, for bisection in the swap loop.
 
-    __slots__ = ("full_steps", "nets", "spacing", "ticks")
+    Also the running sums of the liquidity nets (`cumulative_nets[k]` = sum of the first k nets: the
+    liquidity of a real pool at a tick) and the `SwapPath`s built over these ticks, per direction,
+    liquidity offset, fee and protocol fee.
+    """
+
+    __slots__ = ("cumulative_nets", "nets", "paths", "spacing", "ticks")
 
     def __init__(self, ticks: tuple[tuple[int, int], ...], spacing: int) -> None:
         self.ticks = [tick for tick, _ in ticks]
         self.nets = [net for _, net in ticks]
         self.spacing = spacing
-        # (start price, target price, liquidity, fee) -> amounts of a step that reaches its target
-        self.full_steps: dict[tuple[int, int, int, int], tuple[int, int, int, int]] = {}
+        self.paths: dict[tuple[bool, int, int, int], SwapPath] = {}
         previous = MIN_TICK - 1
+        total = 0
+        self.cumulative_nets = [0]
         for tick, net in ticks:
             if tick <= previous:
                 raise AmmError("ticks", tick, "ticks must be strictly increasing")
@@ -49,25 +56,28 @@ class _TickTable:
             if not MIN_INT128 < net <= MAX_INT128:
                 raise AmmError("liquidity_net", net, "not an int128 (type(int128).min excluded)")
             previous = tick
+            total += net
+            self.cumulative_nets.append(total)
+
+    def path(self, zero_for_one: bool, tick: int, liquidity: int, fee: int, fee_protocol: int) -> SwapPath:
+        """The `SwapPath` for a swap in this direction from a state at `tick` holding `liquidity`."""
+        offset = liquidity - self.cumulative_nets[bisect_right(self.ticks, tick)]
+        key = (zero_for_one, offset, fee, fee_protocol)
+        path = self.paths.get(key)
+        if path is None:
+            if len(self.paths) >= _PATHS_MAX:
+                self.paths.pop(next(iter(self.paths)))  # evict the oldest
+            path = self.paths[key] = SwapPath(
+                zero_for_one, self.ticks, self.cumulative_nets, self.spacing, offset, fee, fee_protocol
+            )
+        return path
 
 
 # Tables keyed by the id of the ticks tuple (kept alive in the entry, so the id is not reused): a new
 # state built with dataclasses.replace after a swap shares the tuple and skips validation.
 _TABLES: dict[int, tuple[tuple[tuple[int, int], ...], int, _TickTable]] = {}
 _TABLES_MAX = 256
-_FULL_STEPS_MAX = 1 << 14
-
-
-def _full_step(sqrt_start: int, sqrt_target: int, liquidity: int, fee: int) -> tuple[int, int, int, int]:
-    """(amount_in, amount_out, fee_amount, fee growth without protocol fee) of a step reaching its target.
-
-    These depend only on the two prices, the liquidity and the fee (an exact input of 2**255 - 1
-    always reaches the target, and an exact-output step that reaches it returns the same amounts),
-    so steps between tick boundaries can be memoised; a growth of -1 means "recompute".
-    """
-    _, amount_in, amount_out, fee_amount = swap_step(sqrt_start, sqrt_target, liquidity, MAX_INT256, fee)
-    growth = fee_amount * Q128 // liquidity if liquidity else 0
-    return amount_in, amount_out, fee_amount, growth if growth <= MAX_UINT256 else -1
+_PATHS_MAX = 16  # per table: two directions of a real pool, a few more for synthetic states
 
 
 def _tick_table(ticks: tuple[tuple[int, int], ...], spacing: int) -> _TickTable:
@@ -248,11 +258,31 @@ def v3_swap(
     liquidity = state.liquidity
     fee_total = protocol_fee = fee_growth = 0
     sqrt_cache = _SQRT_RATIO_CACHE
-    full_steps = table.full_steps
-    fee_complement = FEE_PIPS_DENOMINATOR - fee
-    at_boundary = False  # whether the step starts on a tick's price (after a crossing)
+    path: SwapPath | None = None
+    limit_key = -sqrt_price_limit_x96 if zero_for_one else sqrt_price_limit_x96
+    at_boundary = False  # whether the loop stands on a boundary it has just crossed
 
     while remaining != 0 and sqrt_price != sqrt_price_limit_x96:
+        if at_boundary and (remaining > 0) == exact_input:
+            # every whole step from here that the remaining amount covers, in one bisection
+            if path is None:
+                path = table.path(zero_for_one, state.tick, state.liquidity, fee, fee_protocol)
+            boundary = tick + 1 if zero_for_one else tick  # the tick of the price the loop stands on
+            taken = jump(path, boundary, remaining if exact_input else -remaining, exact_input, limit_key)
+            if taken is not None:
+                tick_reached, sqrt_price, liquidity, need, out, fees, protocol, growth = taken
+                if exact_input:
+                    remaining -= need
+                    calculated -= out
+                else:
+                    remaining += out
+                    calculated += need
+                fee_total += fees
+                protocol_fee += protocol
+                fee_growth += growth
+                tick = tick_reached - 1 if zero_for_one else tick_reached
+                if remaining == 0 or sqrt_price == sqrt_price_limit_x96:
+                    break
         sqrt_start = sqrt_price
         # TickBitmap.nextInitializedTickWithinOneWord: the next initialized tick in the direction of
         # the swap, but never beyond the edge of the current 256-bit bitmap word.
@@ -278,30 +308,9 @@ def v3_swap(
             target = sqrt_price_limit_x96 if sqrt_next < sqrt_price_limit_x96 else sqrt_next
         else:
             target = sqrt_price_limit_x96 if sqrt_next > sqrt_price_limit_x96 else sqrt_next
-        step_growth = -1
-        if at_boundary and target == sqrt_next:
-            # a step between two tick prices: memoised, used when the remaining amount covers it
-            key = (sqrt_price, target, liquidity, fee)
-            full = full_steps.get(key)
-            if full is None:
-                if len(full_steps) >= _FULL_STEPS_MAX:
-                    full_steps.clear()
-                full = full_steps[key] = _full_step(sqrt_price, target, liquidity, fee)
-            if (
-                remaining * fee_complement // FEE_PIPS_DENOMINATOR >= full[0]
-                if exact_input
-                else -remaining >= full[1]
-            ):
-                sqrt_price = target
-                amount_in, amount_out, fee_amount, step_growth = full
-            else:
-                sqrt_price, amount_in, amount_out, fee_amount = swap_step(
-                    sqrt_price, target, liquidity, remaining, fee
-                )
-        else:
-            sqrt_price, amount_in, amount_out, fee_amount = swap_step(
-                sqrt_price, target, liquidity, remaining, fee
-            )
+        sqrt_price, amount_in, amount_out, fee_amount = swap_step(
+            sqrt_price, target, liquidity, remaining, fee
+        )
 
         if exact_input:
             remaining -= amount_in + fee_amount
@@ -314,16 +323,14 @@ def v3_swap(
             delta = fee_amount // fee_protocol
             fee_amount -= delta
             protocol_fee += delta
-            step_growth = -1
         if liquidity:
-            if step_growth < 0:
-                step_growth = fee_amount * Q128 // liquidity
-                if step_growth > MAX_UINT256:
-                    raise AmmError("fee_amount", fee_amount, "fee growth mulDiv overflows uint256")
+            step_growth = fee_amount * Q128 // liquidity
+            if step_growth > MAX_UINT256:
+                raise AmmError("fee_amount", fee_amount, "fee growth mulDiv overflows uint256")
             fee_growth += step_growth
 
         at_boundary = sqrt_price == sqrt_next
-        if sqrt_price == sqrt_next:
+        if at_boundary:
             if initialized:
                 # LiquidityMath.addDelta; crossing leftward flips the sign of liquidityNet
                 liquidity += -nets[index] if zero_for_one else nets[index]
