@@ -15,9 +15,9 @@ lists for chain 31337 (CREATE addresses depend only on the deployer and its nonc
 | 6 | NonfungiblePositionManager | 0x0165878A594ca255338adfa4d48449f69242Eb8F |
 
 The TSLAx/USDC 0.3% pool's address is the factory's CREATE2 address for the pair, so it is the same
-on every fresh sandbox too (`POOL_ADDRESS`, 0x0daC8fCA3592681792D9f47Aa621F42B2A847FC7). TSLAx sorts below USDC: token0 = TSLAx, token1 = USDC,
-the pool price is USDC per TSLAx. WETH9 and the NFT descriptor are never used here (no ETH legs, no
-token URIs), so the periphery gets a placeholder address for them.
+on every fresh sandbox too (`POOL_ADDRESS`, 0x0daC8fCA3592681792D9f47Aa621F42B2A847FC7). TSLAx sorts
+below USDC: token0 = TSLAx, token1 = USDC, the pool price is USDC per TSLAx. WETH9 and the NFT
+descriptor are never used here (no ETH legs, no token URIs): the periphery gets a placeholder for them.
 
 Liquidity: several positions minted through the position manager, centred on the start price: a
 full-range one (so a price never runs out of liquidity) and nested ranges of +-20%, +-8% and +-3%,
@@ -149,7 +149,8 @@ def _range_ticks(start_tick: int, half_width: Decimal | None, spacing: int) -> t
 
 
 def amounts_for_liquidity(sqrt_price_x96: int, lower: int, upper: int, liquidity: int) -> tuple[int, int]:
-    """Base units of (token0, token1) that `liquidity` in [lower, upper) needs at `sqrt_price_x96`, rounded up."""
+    """Base units of (token0, token1) that `liquidity` in [lower, upper) needs at `sqrt_price_x96`
+    (rounded up, as the pool charges a mint)."""
     sqrt_lower, sqrt_upper = get_sqrt_ratio_at_tick(lower), get_sqrt_ratio_at_tick(upper)
     current = min(max(sqrt_price_x96, sqrt_lower), sqrt_upper)
     amount0 = get_amount0_delta(current, sqrt_upper, liquidity, True)
