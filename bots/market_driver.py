@@ -542,6 +542,7 @@ class MarketDriver:
             draws = self._draws()
             await self.tape.ensure(now)
             self.sandbox_time.show(now)
+            self.steps += 1  # counted when shown: a step that fails half way still moves time on
             self._show_session(now)
             stock = await self._show_stock(now)
             oracle, answer = await self._show_oracle(now)
@@ -562,7 +563,6 @@ class MarketDriver:
                 depeg,
             )
             self.last = report
-            self.steps += 1
             return report
 
     # -- pacing ---------------------------------------------------------------------------------
@@ -573,18 +573,26 @@ class MarketDriver:
 
     async def run(self, minutes: int | None = None) -> None:
         """Step every `seconds_per_minute` wall seconds (a slow step is not caught up) until `stop()`,
-        the end of the sample, or `minutes` steps."""
+        the end of the sample, or `minutes` steps. A step that fails (a venue down) is logged and
+        the next minute comes anyway."""
         loop = asyncio.get_running_loop()
-        done = 0
+        done = failures = 0
         while not self._stopping.is_set() and not self.finished and (minutes is None or done < minutes):
             started = loop.time()
             try:
                 await self.step()
+                failures = 0
             except PerpetuaError:
                 if self.finished:
                     log.info("the sample is over; the market stands still")
                     return
                 raise
+            except Exception as error:  # a venue down (anvil restarting): the market goes on without it
+                failures += 1
+                if failures == 1 or failures % 100 == 0:
+                    log.warning(
+                        "market step failed (%d in a row): %s: %s", failures, type(error).__name__, error
+                    )
             done += 1
             wait = self.params.seconds_per_minute - (loop.time() - started)
             if wait > 0:

@@ -22,13 +22,16 @@ everything stops in reverse order; anvil is stopped by its pid.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +42,7 @@ from eth_typing import ChecksumAddress
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from bots.market_driver import (
+    MINUTE_NS,
     DriverParams,
     MarketDriver,
     SampleTape,
@@ -55,6 +59,7 @@ from bots.sandbox_deploy import (
     LiquidityRange,
     deploy_sandbox_chain,
     fund_wallet,
+    sqrt_to_price,
 )
 from connectors.emulators.alpaca import AlpacaAsset, AlpacaEmulator
 from connectors.emulators.alpaca_tokenization import TokenizationDesk
@@ -379,3 +384,39 @@ class Sandbox:
         if self.anvil is not None:
             await self.anvil.stop()
             self.anvil = None
+
+
+async def _demo(seconds: float | None) -> None:
+    """Start the sandbox and show the market moving (no bot): one line per sample hour."""
+    async with Sandbox() as box:
+        print(json.dumps({"startup_seconds": round(box.startup_seconds, 2), **box.info.as_dict()}, indent=2))
+        loop = asyncio.get_running_loop()
+        deadline = None if seconds is None else loop.time() + seconds
+        shown = -1
+        while deadline is None or loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            report = box.driver.last
+            if report is None or report.sample_ns // (60 * MINUTE_NS) == shown:
+                continue
+            shown = report.sample_ns // (60 * MINUTE_NS)
+            pool = float(sqrt_to_price(report.pool_sqrt_after))
+            fair = report.oracle.price if report.oracle is not None else float("nan")
+            stamp = datetime.fromtimestamp(report.sample_ns / NS, UTC).strftime("%a %Y-%m-%d %H:%M UTC")
+            print(
+                f"{stamp} {report.session.value:<11} oracle {fair:9.2f} pool {pool:9.2f} "
+                f"premium {(pool / fair - 1) * 10_000:+7.1f} bps"
+            )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m bots.sandbox [--seconds N]`: the sandbox and its market, without a bot."""
+    parser = argparse.ArgumentParser(prog="python -m bots.sandbox", description=main.__doc__)
+    parser.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_demo(args.seconds))
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@ the shutdown test starts its own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import pickle
@@ -178,12 +179,19 @@ async def test_secrets_are_exported_by_name_and_never_shown(
             assert refused.status == 403
 
 
-async def test_same_seed_same_market(sandbox: tuple[Sandbox, list[StepReport]]) -> None:
+async def test_same_seed_same_market(
+    sandbox: tuple[Sandbox, list[StepReport]], caplog: pytest.LogCaptureFixture
+) -> None:
     _, first = sandbox
+    caplog.set_level(logging.DEBUG)  # everything web3, aiohttp and the sandbox log
     async with Sandbox(PARAMS) as again:
         assert again.driver.last is not None
         replay = [again.driver.last] + [await again.driver.step() for _ in range(FIRST_STEPS - 1)]
         anvil_pid = again.info.anvil_pid
+        secrets = again.secrets.env().values()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "sandbox up in" in logged
+    assert not [value for value in secrets if value in logged or value.removeprefix("0x") in logged]
     assert [r.pool_sqrt_after for r in replay] == [r.pool_sqrt_after for r in first]
     assert [r.oracle_answer for r in replay] == [r.oracle_answer for r in first]
     assert any(r.swapped for r in first)
