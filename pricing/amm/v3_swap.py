@@ -59,10 +59,9 @@ class _TickTable:
             total += net
             self.cumulative_nets.append(total)
 
-    def path(self, zero_for_one: bool, tick: int, liquidity: int, fee: int, fee_protocol: int) -> SwapPath:
-        """The `SwapPath` for a swap in this direction from a state at `tick` holding `liquidity`."""
-        offset = liquidity - self.cumulative_nets[bisect_right(self.ticks, tick)]
-        key = (zero_for_one, offset, fee, fee_protocol)
+    def path(self, zero_for_one: bool, fee: int, fee_protocol: int, offset: int) -> SwapPath:
+        """The `SwapPath` in this direction whose range liquidities are the nets' sums plus `offset`."""
+        key = (zero_for_one, fee, fee_protocol, offset)
         path = self.paths.get(key)
         if path is None:
             if len(self.paths) >= _PATHS_MAX:
@@ -266,23 +265,35 @@ def v3_swap(
         if at_boundary and (remaining > 0) == exact_input:
             # every whole step from here that the remaining amount covers, in one bisection
             if path is None:
-                path = table.path(zero_for_one, state.tick, state.liquidity, fee, fee_protocol)
+                path = table.path(zero_for_one, fee, fee_protocol, 0)
             boundary = tick + 1 if zero_for_one else tick  # the tick of the price the loop stands on
-            taken = jump(path, boundary, remaining if exact_input else -remaining, exact_input, limit_key)
-            if taken is not None:
-                tick_reached, sqrt_price, liquidity, need, out, fees, protocol, growth = taken
-                if exact_input:
-                    remaining -= need
-                    calculated -= out
-                else:
-                    remaining += out
-                    calculated += need
-                fee_total += fees
-                protocol_fee += protocol
-                fee_growth += growth
-                tick = tick_reached - 1 if zero_for_one else tick_reached
-                if remaining == 0 or sqrt_price == sqrt_price_limit_x96:
-                    break
+            found = path.entries.get(boundary) or path.locate(boundary)
+            if found is not None and found[0].liquidity[found[1]] != liquidity:
+                # a state whose liquidity is not the sum of the nets (synthetic): its own path
+                offset = path.offset + liquidity - found[0].liquidity[found[1]]
+                path = table.path(zero_for_one, fee, fee_protocol, offset)
+                found = path.locate(boundary)
+            budget = remaining if exact_input else -remaining
+            if found is not None:
+                chunk, start = found
+                prefix = chunk.need if exact_input else chunk.out
+                # cheap test first: most swaps that reach a boundary end in the next range
+                if start < chunk.last and prefix[start + 1] - prefix[start] <= budget:
+                    taken = jump(path, chunk, start, budget, exact_input, limit_key)
+                    if taken is not None:
+                        tick_reached, sqrt_price, liquidity, need, out, fees, protocol, growth = taken
+                        if exact_input:
+                            remaining -= need
+                            calculated -= out
+                        else:
+                            remaining += out
+                            calculated += need
+                        fee_total += fees
+                        protocol_fee += protocol
+                        fee_growth += growth
+                        tick = tick_reached - 1 if zero_for_one else tick_reached
+                        if remaining == 0 or sqrt_price == sqrt_price_limit_x96:
+                            break
         sqrt_start = sqrt_price
         # TickBitmap.nextInitializedTickWithinOneWord: the next initialized tick in the direction of
         # the swap, but never beyond the edge of the current 256-bit bitmap word.

@@ -83,6 +83,7 @@ class SwapPath:
     __slots__ = (
         "chunks",
         "cumulative_nets",
+        "entries",
         "fee",
         "fee_protocol",
         "offset",
@@ -109,12 +110,25 @@ class SwapPath:
         self.fee = fee
         self.fee_protocol = fee_protocol
         self.chunks: dict[int, PathChunk] = {}
+        # boundary tick -> (chunk, index) where a jump from it starts, for every built chunk
+        self.entries: dict[int, tuple[PathChunk, int]] = {}
+
+    def locate(self, tick: int) -> tuple[PathChunk, int] | None:
+        """(chunk, index) of the whole steps from boundary `tick` (building the chunk), None if not one."""
+        found = self.entries.get(tick)
+        if found is None:
+            compressed = tick // self.spacing
+            self.chunk((compressed - 1 if self.zero_for_one else compressed + 1) >> _CHUNK_BITS)
+            found = self.entries.get(tick)
+        return found
 
     def chunk(self, number: int) -> PathChunk:
         """Chunk `number` (compressed positions [number << 11, (number + 1) << 11)), built on first use."""
         found = self.chunks.get(number)
         if found is None:
             found = self.chunks[number] = self._build(number)
+            for position, tick in enumerate(found.ticks[:-1]):  # the last one starts the next chunk
+                self.entries[tick] = (found, position)
         return found
 
     def _boundaries(self, number: int) -> list[int]:
@@ -186,22 +200,18 @@ class SwapPath:
 Jump = tuple[int, int, int, int, int, int, int, int]
 
 
-def jump(path: SwapPath, tick: int, budget: int, exact_input: bool, limit_key: int) -> Jump | None:
-    """Take every whole step from boundary `tick` that `budget` covers; None when not even one.
+def jump(
+    path: SwapPath, chunk: PathChunk, start: int, budget: int, exact_input: bool, limit_key: int
+) -> Jump | None:
+    """Take every whole step from boundary `start` of `chunk` that `budget` covers; None when not one.
 
-    `tick` is the boundary the swap loop has just crossed; `budget` what remains of the specified
-    amount (exact input: input tokens, fee included; exact output: output tokens; base units, > 0);
-    `limit_key` the price limit as a path key (the sqrt limit going up, its negation going down): a
-    jump never ends beyond it. Returns the boundary reached, its price, the liquidity once crossed and
-    the sums over the steps taken (see `Jump`).
+    The boundary is the one the swap loop has just crossed (`SwapPath.locate`); `budget` what remains
+    of the specified amount (exact input: input tokens, fee included; exact output: output tokens;
+    base units, > 0); `limit_key` the price limit as a path key (the sqrt limit going up, its
+    negation going down): a jump never ends beyond it. Returns the boundary reached, its price, the
+    liquidity once crossed and the sums over the steps taken (see `Jump`).
     """
-    spacing = path.spacing
-    compressed = tick // spacing
-    number = (compressed - 1 if path.zero_for_one else compressed + 1) >> _CHUNK_BITS
-    chunk = path.chunk(number)
-    start = chunk.index.get(tick)
-    if start is None:
-        return None
+    tick = chunk.ticks[start]
     need = out = fees = protocol = growth = 0
     while True:
         end = chunk.last
@@ -228,11 +238,10 @@ def jump(path: SwapPath, tick: int, budget: int, exact_input: bool, limit_key: i
         if reach < len(chunk.ticks) - 1 or budget == 0:
             break
         # the whole chunk was taken: go on from the same boundary at the start of the next one
-        number += -1 if path.zero_for_one else 1
-        following = path.chunk(number)
-        if len(following.ticks) < 2 or following.ticks[0] != chunk.ticks[reach]:
+        following = path.locate(chunk.ticks[reach])
+        if following is None:
             break
-        chunk, start = following, 0
+        chunk, start = following
     if need == 0 and out == 0 and chunk.ticks[reach] == tick:
         return None
     return chunk.ticks[reach], chunk.sqrt[reach], chunk.liquidity[reach], need, out, fees, protocol, growth
