@@ -75,7 +75,7 @@ from backtest.data import (
 )
 from core.enums import Session, Side
 from core.errors import InvalidInput
-from core.events import Event, OraclePrice, PoolState, Trade
+from core.events import Event, MarketStatus, OraclePrice, PoolState, Trade
 
 log = logging.getLogger("perpetua.recorder")
 
@@ -145,14 +145,24 @@ def stream_id_of(event: Event) -> StreamId | None:
 
 
 def dedup_key(event: Event) -> Hashable:
-    """What makes an event a duplicate of one already recorded (see the module docstring)."""
+    """What makes an event a duplicate of one already recorded: the trade id of a trade, the round
+    id of an oracle round, the exact row otherwise (see also `state_key`)."""
     if type(event) is Trade and event.trade_id:
         return ("trade_id", event.trade_id)
     if type(event) is OraclePrice and event.round_id:
         return ("round_id", event.round_id)
-    if type(event) is PoolState:
-        return ("state", *event[1:])  # the same state seen again (a restart's snapshot) is no news
     return tuple(event)
+
+
+def state_key(event: Event) -> Hashable | None:
+    """For state streams (pools, market sessions): the state itself, without when it was seen. An
+    event whose state equals the stream's last recorded one (a restart's snapshot of an unchanged
+    pool, at a later block) is no news and skipped; None for other events."""
+    if type(event) is PoolState:
+        return (event.venue, event.pool, *event[4:])  # reserves, price, tick, liquidity
+    if type(event) is MarketStatus:
+        return event[1:]
+    return None
 
 
 def invalid_reason(event: Event, schema: EventSchema) -> str | None:
@@ -386,6 +396,7 @@ class _Stream:
     stats: StreamStats = field(default_factory=StreamStats)
     last_ts: int | None = None
     recent: _RecentKeys = field(default_factory=_RecentKeys)
+    last_state: Hashable | None = None
     buffer: list[Event] = field(default_factory=list)
     wal: _Wal | None = None
     wal_period: int | None = None
@@ -478,20 +489,22 @@ class Recorder:
         if self._opened:
             return
         recovered = await self._disk(self._recover)
-        for name, (sid, last_ts, keys) in recovered.items():
+        for name, (sid, last_ts, recent) in recovered.items():
             stream = self._add(name, sid)
             stream.last_ts = last_ts
-            for key in keys:
-                stream.recent.add(key)
+            for event in recent:
+                stream.recent.add(dedup_key(event))
+            if recent:
+                stream.last_state = state_key(recent[-1])
         self._opened = True
 
-    def _recover(self) -> dict[str, tuple[StreamId, int | None, list[Hashable]]]:
+    def _recover(self) -> dict[str, tuple[StreamId, int | None, list[Event]]]:
         """(On the I/O thread.) Delete tmp files, seal leftover logs, rewrite the manifest; per
-        stream directory: its identity, last timestamp and the dedup keys of its newest files."""
+        stream directory: its identity, last timestamp and the events of its newest files."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for tmp in self.out_dir.glob("**/*" + TMP_SUFFIX):
             tmp.unlink()
-        found: dict[str, tuple[StreamId, int | None, list[Hashable]]] = {}
+        found: dict[str, tuple[StreamId, int | None, list[Event]]] = {}
         for directory in sorted(p for p in self.out_dir.iterdir() if p.is_dir()):
             for wal in sorted(directory.glob("*" + WAL_SUFFIX)):
                 sid = self._wal_identity(wal, directory)
@@ -505,14 +518,14 @@ class Recorder:
             if not files:
                 continue
             sid = _stream_identity(files[-1])
-            keys: list[Hashable] = []
+            recent: list[Event] = []
             last_ts: int | None = None
             for path in files[-2:]:  # the newest two periods: whatever a restart may re-deliver
                 ts, events = stream_arrays(read_stream(path))
-                keys.extend(dedup_key(e) for e in events)
+                recent.extend(events)
                 if len(ts):
                     last_ts = int(ts[-1])
-            found[directory.name] = (sid, last_ts, keys[-RECENT_KEYS:])
+            found[directory.name] = (sid, last_ts, recent[-RECENT_KEYS:])
         write_manifest(self.out_dir, {n: v[0] for n, v in found.items()})
         return found
 
@@ -557,7 +570,8 @@ class Recorder:
         stats = stream.stats
         stats.received += 1
         key = dedup_key(event)
-        if key in stream.recent:
+        state = state_key(event)
+        if key in stream.recent or (state is not None and state == stream.last_state):
             stats.duplicates += 1
             return False
         reason = invalid_reason(event, sid.schema)
@@ -567,6 +581,7 @@ class Recorder:
                 log.warning("recorder: %s event skipped: %s", sid.slug(), reason)
             return False
         stream.recent.add(key)
+        stream.last_state = state
         if stream.last_ts is not None and event.ts < stream.last_ts:
             event = event._replace(ts=stream.last_ts)
             stats.clamped += 1

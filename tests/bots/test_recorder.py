@@ -13,24 +13,39 @@ import itertools
 import json
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxt_pro
 import pyarrow.parquet as pq
 import pytest
+from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from backtest.data import load_dataset, load_manifest, stream_arrays
+from backtest.runner import build_backtest
 from bots.recorder import Recorder, read_wal, sealed_files
-from bots.recorder_sources import CcxtSource
+from bots.recorder_sources import AlpacaSource, CcxtSource, MarketStatusSource, OracleSource, PoolSource
+from connectors.brokers.alpaca import AlpacaBroker
 from connectors.ccxt_exchange import CcxtExchange, RetryPolicy
+from connectors.emulators.alpaca import AlpacaAsset, AlpacaEmulator
 from connectors.emulators.binance import BinanceEmulator, BinanceSymbol, point_ccxt_at
+from connectors.evm.anvil import start_anvil
+from connectors.evm.chainlink import ChainlinkFeed, load_contract_artifact
+from connectors.evm.pool_logs import PoolLogFollower
+from connectors.evm.uniswap_artifacts import deploy
+from connectors.evm.uniswap_v2 import UniswapV2Pair
+from core.calendar import MarketCalendar
 from core.clock import LiveClock
+from core.config import load_config
 from core.enums import Side
 from core.events import BookUpdate, Quote, Trade
+from tests.connectors.evm.conftest import deploy_v2
 
 D = Decimal
 KEY, SECRET = "recorder-key-not-real", "recorder-secret-not-real"
@@ -86,6 +101,12 @@ def subscribed(emulator: BinanceEmulator) -> set[str]:
         if msg.get("method") == "SUBSCRIBE":
             names.update(msg.get("params") or [])
     return names
+
+
+def subscriptions(emulator: BinanceEmulator, stream: str) -> int:
+    """How many times `stream` was subscribed to (each recorder run subscribes once)."""
+    received = emulator.streams.received
+    return sum(stream in (m.get("params") or []) for m in received if m.get("method") == "SUBSCRIBE")
 
 
 WS_READY = {"tslaxusdt@bookTicker", "tslaxusdt@depth@100ms", "tslaxusdt@trade"}
@@ -276,7 +297,7 @@ async def test_sigkill_mid_stream_then_resume_no_duplicates_nothing_flushed_lost
     recorder = Recorder([CcxtSource(venue)], tmp_path, flush_interval_s=0.02)
     run = asyncio.create_task(recorder.run())
     try:
-        await until(lambda: subscribed(emulator) >= WS_READY, "subscriptions")
+        await until(lambda: subscriptions(emulator, "tslaxusdt@bookTicker") == 2, "subscribed again")
         written = lambda: recorder.streams[quotes].stats.written if quotes in recorder.streams else 0  # noqa: E731
         await until(lambda: written() == 1, "the snapshot at restart")
         for n in range(1, 6):
@@ -303,3 +324,193 @@ async def test_sigkill_mid_stream_then_resume_no_duplicates_nothing_flushed_lost
     # Resumed: the REST snapshot of the top published while down (the gap), then the 5 new ones.
     assert bids[survived:] == [float(bid_of(k)) for k in range(down_to, published + 1)]
     assert [q.ts for q in recorded] == sorted(q.ts for q in recorded)
+
+
+# --------------------------------------------------------------------------------------------
+# Alpaca, a Uniswap v2 pair and a Chainlink mock on anvil, the calendar; a restart; a backtest
+
+
+SNAPSHOTS = ("quotes", "pool", "oracle", "status", "btc")  # streams whose source starts with a snapshot
+
+
+class StepClock:
+    """The Alpaca emulator's clock: the test moves it 1 ms per published quote or trade."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def now_ns(self) -> int:
+        return self.now
+
+
+async def _send(w3: Any, call: Any, sender: str) -> int:
+    """Send a contract call from `sender`; the block number it was mined in."""
+    tx_hash = await call.transact({"from": sender})
+    receipt = await w3.eth.wait_for_transaction_receipt(tx_hash)
+    assert receipt["status"] == 1
+    return int(receipt["blockNumber"])
+
+
+async def test_all_sources_resume_then_backtest_the_default_config(
+    emulator: BinanceEmulator, tmp_path: Path
+) -> None:
+    node = await start_anvil()
+    w3 = AsyncWeb3(AsyncHTTPProvider(node.url))
+    now = time.time_ns()
+    day = datetime.fromtimestamp(now // 10**9, tz=UTC).date()
+    calendar = MarketCalendar(start=day - timedelta(days=10), end=day + timedelta(days=30))
+    alpaca_clock = StepClock(now)
+    emu = AlpacaEmulator(KEY, SECRET, calendar, alpaca_clock, [AlpacaAsset("TSLA")], cash=D(10_000))
+    await emu.start()
+    http = aiohttp.ClientSession()
+    try:
+        v2 = await deploy_v2(w3, 1_000 * 10**18, 250_000 * 10**18)
+        deployer = v2.deployer
+        aggregator = await deploy(w3, load_contract_artifact("MockAggregator"), 8, "TSLA / USD")
+        # The default config's options pool prices BTC: its feed is recorded too.
+        btc_aggregator = await deploy(w3, load_contract_artifact("MockAggregator"), 8, "BTC / USD")
+        t_s = now // 10**9
+        await _send(w3, btc_aggregator.functions.updateAnswer(93_381 * 10**8, t_s - 60), deployer)
+        await _send(w3, aggregator.functions.updateAnswer(250_10_000_000, t_s - 30), deployer)
+        emu.set_quote("TSLA", D("250.05"), D("250.15"), D(3), D(4))
+
+        exchanges: list[CcxtExchange] = []
+
+        def sources() -> list[Any]:
+            exchanges.append(public_venue(emulator))
+            broker = AlpacaBroker(
+                "alpaca", emu.base_url, KEY, SECRET, calendar, alpaca_clock, http,
+                backoff_s=0.001, data_url=emu.base_url, data_stream_url=emu.ws_url + "/v2/iex",
+                symbols=("TSLA",), reconnect_backoff_s=0.001,
+            )  # fmt: skip
+            pair = UniswapV2Pair(w3, v2.pair.address)
+            follower = PoolLogFollower(
+                pair, venue="uniswap_v2_test", pool_id="T0/T1", poll_interval_seconds=0.02
+            )
+            feed = ChainlinkFeed(w3, aggregator.address, "chainlink_local", "TSLA/USD", max_age_ns=10**18)
+            btc = ChainlinkFeed(w3, btc_aggregator.address, "chainlink_local", "BTC/USD", max_age_ns=10**18)
+            return [
+                CcxtSource(exchanges[-1]),  # the token's exchange quotes: the options pool prices TSLAx
+                AlpacaSource(broker, {"TSLA": "TSLA/USD"}),
+                PoolSource(follower),
+                OracleSource(feed, poll_interval_s=0.02),
+                OracleSource(btc, poll_interval_s=0.02),
+                MarketStatusSource(calendar),
+            ]
+
+        names = {
+            "quotes": "quote.alpaca.TSLA-USD",
+            "trades": "trade.alpaca.TSLA-USD",
+            "pool": "poolstate.uniswap_v2_test.T0-T1",
+            "oracle": "oracleprice.chainlink_local.TSLA-USD",
+            "status": "marketstatus.XNYS",
+            "btc": "oracleprice.chainlink_local.BTC-USD",
+        }
+        expected_pool: list[tuple[int, int, int]] = []  # (block, reserve0, reserve1) from getReserves
+        expected_rounds = [(1, 250.1, (t_s - 30) * 10**9)]
+
+        async def reserves(block: int) -> None:
+            r0, r1, _ = await v2.pair.functions.getReserves().call()
+            expected_pool.append((block, int(r0), int(r1)))
+
+        async def swap(amount_in: int) -> None:
+            """Sell `amount_in` token0 into the pair for the constant-product output (0.3% fee)."""
+            r0, r1, _ = await v2.pair.functions.getReserves().call()
+            out = amount_in * 997 * r1 // (r0 * 1000 + amount_in * 997)
+            await _send(w3, v2.token0.functions.transfer(v2.pair.address, amount_in), deployer)
+            block = await _send(w3, v2.pair.functions.swap(0, out, deployer, b""), deployer)
+            await reserves(block)
+
+        def written(rec: Recorder, key: str) -> int:
+            stream = rec.streams.get(names[key])
+            return 0 if stream is None else stream.stats.written
+
+        # Session 1
+        recorder = Recorder(sources(), tmp_path, flush_interval_s=0.02)
+        run = asyncio.create_task(recorder.run())
+        try:
+            await until(
+                lambda: all(written(recorder, k) == 1 for k in ("quotes", "pool", "oracle", "status")),
+                "snapshots",
+            )
+            await reserves(await w3.eth.block_number)
+            for n, amount in enumerate((10**18, 5 * 10**18, 3 * 10**17), start=2):
+                await swap(amount)
+                await until(lambda n=n: written(recorder, "pool") == n, f"swap {n - 1}")  # type: ignore[misc]
+            for rnd, answer in ((2, 250_20_000_000), (3, 249_95_000_000)):
+                publish_s = t_s - 30 + rnd
+                await _send(w3, aggregator.functions.updateAnswer(answer, publish_s), deployer)
+                expected_rounds.append((rnd, answer / 10**8, publish_s * 10**9))
+                await until(lambda rnd=rnd: written(recorder, "oracle") == rnd, f"round {rnd}")  # type: ignore[misc]
+            await emu.streams.wait_for(subscriptions=1)
+            for n, (bid, ask) in enumerate((("250.10", "250.20"), ("250.30", "250.35")), start=2):
+                alpaca_clock.now += 10**6
+                await emu.push_quote("TSLA", D(bid), D(ask), D(n), D(n + 1))
+                await until(lambda n=n: written(recorder, "quotes") == n, f"quote {n}")  # type: ignore[misc]
+            for n, price in enumerate(("250.31", "250.33"), start=1):
+                alpaca_clock.now += 10**6
+                await emu.push_trade("TSLA", D(price), D(n))
+                await until(lambda n=n: written(recorder, "trades") == n, f"trade {n}")  # type: ignore[misc]
+        finally:
+            recorder.stop()
+            await run
+
+        # Session 2: fresh connectors; their start-up snapshots repeat what is on disk and are skipped.
+        recorder = Recorder(sources(), tmp_path, flush_interval_s=0.02)
+        run = asyncio.create_task(recorder.run())
+        try:
+            dup = lambda k: recorder.streams[names[k]].stats.duplicates if names[k] in recorder.streams else 0  # noqa: E731
+            await until(lambda: all(dup(k) == 1 for k in SNAPSHOTS), "skipped snapshots")
+            await swap(2 * 10**18)
+            await until(lambda: written(recorder, "pool") == 1, "the swap after the restart")
+            await _send(w3, aggregator.functions.updateAnswer(251_00_000_000, t_s - 20), deployer)
+            expected_rounds.append((4, 251.0, (t_s - 20) * 10**9))
+            await until(lambda: written(recorder, "oracle") == 1, "round 4")
+        finally:
+            recorder.stop()
+            await run
+    finally:
+        for exchange in exchanges:
+            await exchange.close()
+        await http.close()
+        await emu.close()
+        await w3.provider.disconnect()
+        await node.stop()
+
+    ds = load_dataset(tmp_path)
+    rows = {entry.name: stream_arrays(s)[1] for entry, s in zip(ds.manifest.streams, ds.streams, strict=True)}
+    binance = {"quote.binance.TSLAx-USDT", "bookupdate.binance.TSLAx-USDT"}
+    assert set(rows) == set(names.values()) | binance
+    # The exchange: its REST snapshot at each start (no trade, no new top of book meanwhile).
+    assert [(q.bid, q.ask) for q in rows["quote.binance.TSLAx-USDT"]] == [(99.5, 100.5), (99.5, 100.5)]
+    pool = rows[names["pool"]]
+    assert [(e.block_number, e.reserve0, e.reserve1) for e in pool] == expected_pool
+    assert all(
+        (e.venue, e.pool, e.sqrt_price_x96, e.liquidity) == ("uniswap_v2_test", "T0/T1", 0, 0) for e in pool
+    )
+    assert [(e.round_id, e.price, e.publish_ts) for e in rows[names["oracle"]]] == expected_rounds
+    assert [(q.instrument, q.bid, q.ask, q.bid_size, q.ask_size) for q in rows[names["quotes"]]] == [
+        ("TSLA/USD", 250.05, 250.15, 3.0, 4.0),
+        ("TSLA/USD", 250.10, 250.20, 2.0, 3.0),
+        ("TSLA/USD", 250.30, 250.35, 3.0, 4.0),
+    ]
+    assert [(t.price, t.size) for t in rows[names["trades"]]] == [(250.31, 1.0), (250.33, 2.0)]
+    assert len({t.trade_id for t in rows[names["trades"]]}) == 2
+    (btc,) = rows[names["btc"]]
+    assert (btc.instrument, btc.price, btc.round_id, btc.publish_ts) == (
+        "BTC/USD",
+        93_381.0,
+        1,
+        (t_s - 60) * 10**9,
+    )
+    (status,) = rows[names["status"]]
+    assert status.session is calendar.session_at(status.ts)
+    for events in rows.values():
+        assert len(set(events)) == len(events)  # no duplicate rows
+
+    # A backtest of the default config on the recorded directory, unchanged.
+    start = min(int(e.ts) for events in rows.values() for e in events)
+    end = max(int(e.ts) for events in rows.values() for e in events) + 1
+    bt = build_backtest(load_config(ROOT / "config.yaml"), data_dir=tmp_path, start_ns=start, end_ns=end)
+    result = bt.run()
+    assert result.events == sum(len(events) for events in rows.values())
