@@ -56,6 +56,7 @@ from bots.sandbox_deploy import (
     send,
     sqrt_to_price,
 )
+from bots.sandbox_issuer import ChainTokenizationDesk
 from connectors.emulators.alpaca import AlpacaEmulator
 from connectors.emulators.binance import BinanceEmulator
 from connectors.emulators.binance_futures import BinanceFuturesEmulator
@@ -334,6 +335,7 @@ class MarketDriver:
     sessions: SessionFeed
     params: DriverParams = field(default_factory=DriverParams)
     futures: BinanceFuturesEmulator | None = None
+    issuer: ChainTokenizationDesk | None = None  # settles the broker's mints and redeems on chain
     steps: int = 0
     last: StepReport | None = None
     finished: bool = False
@@ -548,6 +550,8 @@ class MarketDriver:
             oracle, answer = await self._show_oracle(now)
             cex = self._show_books(now)
             target, before, after, swapped, depeg = await self._move_pool(now, draws)
+            if self.issuer is not None:
+                await self.issuer.settle()
             report = StepReport(
                 now,
                 self.session(),

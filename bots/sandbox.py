@@ -61,11 +61,12 @@ from bots.sandbox_deploy import (
     fund_wallet,
     sqrt_to_price,
 )
+from bots.sandbox_issuer import ChainTokenizationDesk
 from connectors.emulators.alpaca import AlpacaAsset, AlpacaEmulator
-from connectors.emulators.alpaca_tokenization import TokenizationDesk
 from connectors.emulators.binance import BinanceEmulator, BinanceSymbol
 from connectors.emulators.binance_futures import BinanceFuturesEmulator, FuturesSymbol
 from connectors.evm.anvil import PROJECT_ROOT, AnvilNode, start_anvil
+from connectors.evm.chainlink import load_contract_artifact
 from connectors.evm.erc20 import to_base_units
 from core.clock import LiveClock
 from core.errors import InvalidInput
@@ -300,7 +301,7 @@ class Sandbox:
             )
             await self.futures.start()
         per_minute_ns = p.driver.seconds_per_minute * NS
-        desk = TokenizationDesk(
+        desk = ChainTokenizationDesk(
             tokens={"TSLA": "TSLAx"},
             issuer="xstocks",
             networks=frozenset({"ethereum"}),
@@ -317,6 +318,9 @@ class Sandbox:
             tokenization=desk,
         )
         await self.alpaca.start()
+        token = self.w3.eth.contract(address=self.chain.token, abi=load_contract_artifact("StockToken").abi)
+        desk.bind(self.w3, token, self.chain.deployer)  # the deployer is TSLAx's issuer
+        await desk.watch(wallet)
 
         self._driver = MarketDriver(
             self.w3,
@@ -328,6 +332,7 @@ class Sandbox:
             self.sessions,
             p.driver,
             self.futures,
+            desk,
         )
         await self._driver.prepare()
         await self._driver.step()  # every venue shows the start minute before anyone connects

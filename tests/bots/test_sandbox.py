@@ -44,8 +44,12 @@ START = "2025-07-01T13:30:00Z"  # the sample's first regular open
 START_NS = 1_751_376_600 * 10**9
 MINUTE_NS = 60 * 10**9
 # every minute a noise swap, no random depegs: the pool's gap to the sample is noise only
+# (and tokenization requests done as soon as they are accepted)
 PARAMS = SandboxParams(
-    start=START, drive=False, driver=DriverParams(swap_probability=1.0, depeg_probability=0.0, seed=11)
+    start=START,
+    drive=False,
+    driver=DriverParams(swap_probability=1.0, depeg_probability=0.0, seed=11),
+    mint_delay_minutes=0,
 )
 FIRST_STEPS = 10  # recorded by the fixture, compared with a second sandbox of the same seed
 NOISE_SD = 8e-4  # DriverParams.swap_noise_bps as a log-price fraction
@@ -312,6 +316,45 @@ async def test_injected_depeg_moves_the_pool_by_that_much(
     # and down again: -300 bps of the new price
     again_before, again_after = await box.driver.inject_depeg(-300)
     assert again_after == math.isqrt(again_before * again_before * 9_700 // 10_000)
+
+
+async def test_broker_mints_and_redeems_real_tokens_on_chain(
+    sandbox: tuple[Sandbox, list[StepReport]], w3: AsyncWeb3[Any]
+) -> None:
+    box, _ = sandbox
+    info, env = box.info, box.secrets.env()
+    headers = {"APCA-API-KEY-ID": env["APCA_API_KEY_ID"], "APCA-API-SECRET-KEY": env["APCA_API_SECRET_KEY"]}
+    token = ERC20(w3, info.token)
+    start_balance = await token.balance_of(info.wallet)
+    request = {"issuer": "xstocks", "network": "ethereum", "underlying_symbol": "TSLA"}
+    async with aiohttp.ClientSession(base_url=info.alpaca_url, headers=headers) as http:
+        order = {"symbol": "TSLA", "qty": "3", "side": "buy", "type": "market", "time_in_force": "day"}
+        async with http.post("/v2/orders", json=order) as reply:
+            assert (await reply.json())["status"] == "filled"
+        mint = request | {"qty": "2", "wallet_address": info.wallet.lower()}
+        async with http.post("/v2/tokenization/mint", json=mint) as reply:
+            minted = await reply.json()
+        await box.driver.step()
+        assert await token.balance_of(info.wallet) == start_balance + 2 * 10**18
+        async with http.get(f"/v2/tokenization/requests/{minted['tokenization_request_id']}") as reply:
+            tx_hash = (await reply.json())["tx_hash"]
+        receipt = await w3.eth.get_transaction_receipt(tx_hash)
+        (transfer,) = token.contract.events.Transfer().process_receipt(receipt)
+        assert (transfer["args"]["from"], transfer["args"]["to"]) == ("0x" + "00" * 20, info.wallet)
+        assert transfer["args"]["value"] == 2 * 10**18
+
+        # a redeem is checked against the chain's balance, and burns the tokens there
+        too_many = request | {"qty": "500", "wallet_address": info.wallet}
+        async with http.post("/v2/tokenization/redeem", json=too_many) as reply:
+            assert reply.status == 403
+        redeem = request | {"qty": "1", "wallet_address": info.wallet}
+        async with http.post("/v2/tokenization/redeem", json=redeem) as reply:
+            assert (await reply.json())["status"] == "completed"
+        await box.driver.step()
+        assert await token.balance_of(info.wallet) == start_balance + 1 * 10**18
+        async with http.get("/v2/positions") as reply:
+            (position,) = await reply.json()
+        assert Decimal(position["qty"]) == 2  # 3 bought, 2 minted away, 1 redeemed back
 
 
 async def test_runs_paced_and_shuts_down_cleanly() -> None:
