@@ -32,8 +32,10 @@ from backtest.data import load_dataset, stream_arrays
 from bots.market_driver import DriverParams, StepReport
 from bots.sandbox import PRIVATE_KEY_ENV, Sandbox, SandboxParams
 from connectors.evm.anvil import PROJECT_ROOT
+from connectors.evm.chain import ChainSession, FeePolicy
 from connectors.evm.chainlink import ChainlinkFeed
 from connectors.evm.erc20 import ERC20
+from connectors.evm.keys import LocalSigner
 from connectors.evm.uniswap_artifacts import contract_at
 from connectors.evm.uniswap_v3 import UniswapV3Pool
 from core.errors import InvalidInput
@@ -355,6 +357,30 @@ async def test_broker_mints_and_redeems_real_tokens_on_chain(
         async with http.get("/v2/positions") as reply:
             (position,) = await reply.json()
         assert Decimal(position["qty"]) == 2  # 3 bought, 2 minted away, 1 redeemed back
+
+
+async def test_the_bot_wallet_swaps_with_the_exported_key(
+    sandbox: tuple[Sandbox, list[StepReport]], w3: AsyncWeb3[Any]
+) -> None:
+    box, _ = sandbox
+    info = box.info
+    signer = LocalSigner.from_env(info.private_key_env, environ=box.secrets.env())
+    assert signer.address == info.wallet
+    session = await ChainSession.connect(info.rpc_url, signer, info.chain_id, FeePolicy(Decimal(50)))
+    try:
+        usdc = ERC20(w3, info.usdc, session=session)
+        token = ERC20(w3, info.token, session=session)
+        spend = 1_000 * 10**6  # USD 1,000
+        await usdc.approve(info.router, spend)
+        pool = UniswapV3Pool(w3, info.pool)
+        await pool.refresh()
+        usdc_before, token_before = await usdc.balance_of(), await token.balance_of()
+        swap = await pool.swap(session, info.router, spend, zero_for_one=False)
+        assert swap.amount_in == spend and swap.amount_out > 0
+        assert await usdc.balance_of() == usdc_before - spend
+        assert await token.balance_of() == token_before + swap.amount_out
+    finally:
+        await session.close()
 
 
 async def test_runs_paced_and_shuts_down_cleanly() -> None:
