@@ -443,10 +443,12 @@ class TradingEngine:
         order = self.orders.get(event.client_order_id)
         if event.venue_order_id:
             order.venue_order_id = event.venue_order_id
-        # Fills move the filled quantity; an update only moves the status.
+        # Fills move the filled quantity; an update only moves the status. A late acknowledgement of
+        # an order already done (its venue answered the cancel before the ack went out) moves nothing.
         moves = (
             event.status not in (OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED)
             and event.status is not order.status
+            and not (order.status.is_terminal and event.status in (OrderStatus.NEW, OrderStatus.ACCEPTED))
         )
         if event.fee:
             # A fee without a fill (gas of a reverted swap): check the move first, so all or nothing applies.

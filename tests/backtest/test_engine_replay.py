@@ -324,3 +324,15 @@ def test_merge_orders_streams_by_time_then_stream_order() -> None:
         ListStream([quote(3, 1, 2), quote(5, 1, 2), quote(1, 1, 2)], "q")
     with pytest.raises(ValueError, match="Quote has 7 fields, got ts \\+ 2 constants \\+ 3 columns"):
         ColumnStream(Quote, [1], ("alpaca", "TSLA/USD"), [[1.0], [1.0], [1.0]])
+
+
+def test_a_late_acknowledgement_of_a_cancelled_order_moves_nothing() -> None:
+    """Live venues answer a cancel over REST before the order's ack arrives by websocket."""
+    engine, clock, broker = build([Recorder("r", buy=False)])
+    ctx = engine.contexts[0]
+    order = drive(ctx.submit(market_buy(ctx)))
+    drive(engine.process(OrderUpdate(OPEN, "alpaca", order.client_order_id, OrderStatus.CANCELLED)))
+    drive(engine.process(OrderUpdate(OPEN, "alpaca", order.client_order_id, OrderStatus.ACCEPTED, "v-1")))
+    assert order.status is OrderStatus.CANCELLED
+    assert order.history == [OrderStatus.NEW, OrderStatus.CANCELLED]
+    assert order.venue_order_id == "v-1"  # what the late ack says about the order is still kept
