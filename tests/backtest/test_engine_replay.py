@@ -328,7 +328,7 @@ def test_merge_orders_streams_by_time_then_stream_order() -> None:
 
 def test_a_late_acknowledgement_of_a_cancelled_order_moves_nothing() -> None:
     """Live venues answer a cancel over REST before the order's ack arrives by websocket."""
-    engine, clock, broker = build([Recorder("r", buy=False)])
+    engine, _, _ = build([Recorder("r", buy=False)])
     ctx = engine.contexts[0]
     order = drive(ctx.submit(market_buy(ctx)))
     drive(engine.process(OrderUpdate(OPEN, "alpaca", order.client_order_id, OrderStatus.CANCELLED)))

@@ -61,7 +61,9 @@ def streams(seed: int = 7) -> list[ColumnStream]:
     mid_b = np.round(3000 + np.cumsum(rng.normal(0, 1, len(ts_b))), 2)
     one = np.ones(len(ts_b))
     return [
-        ColumnStream(Quote, ts_a, (V, A), [mid_a - 0.01, mid_a + 0.01, size_a, size_a[::-1]], chunk_size=4096),
+        ColumnStream(
+            Quote, ts_a, (V, A), [mid_a - 0.01, mid_a + 0.01, size_a, size_a[::-1]], chunk_size=4096
+        ),
         ColumnStream(Quote, ts_b, (V, B), [mid_b - 0.5, mid_b + 0.5, one, one], chunk_size=1000),
     ]
 
@@ -152,7 +154,9 @@ def test_fast_path_equals_dense_replay_and_the_python_reference(calendar: Market
     assert any(e[0] == "timer" for e in fast.log)
     assert outcome(fast_engine, fast) == outcome(ref_engine, reference) == outcome(dense_engine, dense)
     total = N + len(streams()[1].ts)
-    assert fast_driver.events_processed == ref_driver.events_processed == dense_driver.events_processed == total
+    assert (
+        fast_driver.events_processed == ref_driver.events_processed == dense_driver.events_processed == total
+    )
     # The fast path really ran: most quotes of A were never built as events.
     assert fast_driver.events_skipped > N // 2
     assert ref_driver.events_skipped == dense_driver.events_skipped == 0
