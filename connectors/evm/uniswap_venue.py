@@ -426,6 +426,7 @@ class UniswapVenue:
         record.sent.cancel()
         if not record.early:
             record.task.result()  # an error nobody expected: raise it here
+            raise PerpetuaError(f"{self.name}: swap {request.client_order_id} ended without an outcome")
         final = record.early[-1]  # refused before sending: the one final update, returned, not streamed
         assert isinstance(final, OrderUpdate)
         return final
@@ -496,11 +497,8 @@ class UniswapVenue:
                 wei += _gas_wei(receipt)
             reason = f"cancel: replaced at nonce {record.submitted.nonce if record.submitted else '?'}"
             self._final(record, OrderStatus.CANCELLED, reason, wei, record.replacement or "")
-        except TransactionTimeout as exc:
-            # it may still be mined: stays pending in `snapshot` for the reconciliation to settle
-            log.warning("%s: %s: %s", self.name, request.client_order_id, exc)
-        except (FeeCapExceeded, PerpetuaError, Web3Exception, ValueError) as exc:
-            if record.submitted is not None:  # sent, outcome unknown: leave it pending
+        except (TransactionTimeout, FeeCapExceeded, PerpetuaError, Web3Exception, ValueError) as exc:
+            if record.submitted is not None:  # sent, may still be mined: pending in `snapshot` until settled
                 log.warning("%s: waiting for %s failed: %s", self.name, request.client_order_id, exc)
                 return
             self._final(record, OrderStatus.REJECTED, f"send: {exc}", wei)
