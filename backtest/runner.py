@@ -50,7 +50,7 @@ from connectors.sim.options_pool import OptionsPool, OptionsPoolConfig
 from connectors.sim.options_pool_market import PriceFeed
 from connectors.sim.reference_price import engine_price
 from core.calendar import MarketCalendar
-from core.clock import SimulatedClock
+from core.clock import Clock, SimulatedClock
 from core.config import (
     AlpacaVenue,
     CcxtVenue,
@@ -144,7 +144,8 @@ class Backtest:
         return sampler.result(events, wall)
 
 
-def _sim_settings(cfg: PerpetuaConfig) -> dict[str, SimSettings]:
+def sim_settings(cfg: PerpetuaConfig) -> dict[str, SimSettings]:
+    """`backtest.sim.<venue>` of every venue (defaults where absent); `ConfigError` naming bad keys."""
     raw: dict[str, Any] = dict(getattr(cfg.backtest, "sim", None) or {})
     issues: list[ConfigIssue] = []
     settings: dict[str, SimSettings] = {}
@@ -180,7 +181,7 @@ def build_backtest(
     end_ns = end_ns if end_ns is not None else section.end_ns  # type: ignore[union-attr]
     if end_ns <= start_ns:
         raise ConfigError([ConfigIssue("backtest.end", "must be later than start", end_ns)])
-    sim = _sim_settings(cfg)
+    sim = sim_settings(cfg)
     registry = cfg.instrument_registry()
     calendar = MarketCalendar(
         start=_date(start_ns - 7 * 24 * 3600 * 10**9), end=_date(end_ns + 14 * 24 * 3600 * 10**9)
@@ -194,7 +195,7 @@ def build_backtest(
                 portfolio.deposit(venue_name, asset, amount)
                 balances[(venue_name, asset)] = amount
     staleness = cfg.risk.max_data_staleness_ms * MS
-    references = _references(cfg, registry, staleness)
+    references = reference_sources(cfg, registry, staleness)
     strategies = load_strategies(cfg)
     engine = TradingEngine(
         clock=clock,
@@ -221,7 +222,7 @@ def build_backtest(
                 pool.deposit(pool.config.own_account, amount)
             venue = pool
         else:
-            venue = _sim_venue(
+            venue = sim_venue(
                 cfg, venue_cfg, sim[venue_cfg.name], engine, registry, calendar, clock, venue_balances
             )
         if venue is not None:
@@ -250,7 +251,9 @@ def _date(ns: int) -> str:
     return str(np.datetime64(ns, "ns").astype("datetime64[D]"))
 
 
-def _references(cfg: PerpetuaConfig, registry: InstrumentRegistry, max_age_ns: int) -> list[ReferenceSource]:
+def reference_sources(
+    cfg: PerpetuaConfig, registry: InstrumentRegistry, max_age_ns: int
+) -> list[ReferenceSource]:
     """The real stock's price source for every underlying: a broker's quotes, else an oracle feed."""
     brokers = [v for v in cfg.venues if isinstance(v, AlpacaVenue)]
     oracles = [v for v in cfg.venues if isinstance(v, ChainlinkVenue)]
@@ -269,14 +272,14 @@ def _references(cfg: PerpetuaConfig, registry: InstrumentRegistry, max_age_ns: i
     return found
 
 
-def _sim_venue(
+def sim_venue(
     cfg: PerpetuaConfig,
     venue_cfg: Any,
     settings: SimSettings,
     engine: TradingEngine,
     registry: InstrumentRegistry,
     calendar: MarketCalendar,
-    clock: SimulatedClock,
+    clock: Clock,
     balances: dict[str, Decimal],
 ) -> SimVenue | None:
     """The simulated venue standing for one config entry (None: no venue needed in a backtest)."""
@@ -333,7 +336,7 @@ def _amm_or_pool_venue(
     settings: SimSettings,
     cfg: PerpetuaConfig,
     registry: InstrumentRegistry,
-    clock: SimulatedClock,
+    clock: Clock,
     balances: dict[str, Decimal],
 ) -> SimVenue | None:
     """AMM venues; None for kinds a backtest does not simulate (oracles, options pools for now)."""

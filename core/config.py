@@ -511,8 +511,9 @@ class CcxtVenue(_Venue):
 
     Keys come from the environment variables named by `api_key_env`, `secret_env` and, for
     exchanges with a passphrase, `password_env`; without keys the venue is market data only.
-    `testnet` switches ccxt to the exchange's sandbox; `options` go to the ccxt constructor;
-    `markets` maps our instrument ids to ccxt symbols (`TSLA-PERP: TSLA/USDT:USDT`).
+    `testnet` switches ccxt to the exchange's sandbox; `base_url` sends every REST and websocket
+    request to one host instead, keeping ccxt's paths (a local emulator); `options` go to the ccxt
+    constructor; `markets` maps our instrument ids to ccxt symbols (`TSLA-PERP: TSLA/USDT:USDT`).
     """
 
     kind: Literal["ccxt"]
@@ -521,6 +522,7 @@ class CcxtVenue(_Venue):
     secret_env: EnvVarName | None = None
     password_env: EnvVarName | None = None
     testnet: Flag = False
+    base_url: HttpUrl | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     markets: dict[InstrumentId, str] = Field(default_factory=dict)
 
