@@ -29,7 +29,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from backtest.data import load_dataset, load_manifest, stream_arrays
 from backtest.runner import build_backtest
-from bots.recorder import Recorder, read_wal, sealed_files
+from bots.recorder import Recorder, StreamId, _table, _Wal, read_wal, seal, sealed_files
 from bots.recorder_sources import AlpacaSource, CcxtSource, MarketStatusSource, OracleSource, PoolSource
 from connectors.brokers.alpaca import AlpacaBroker
 from connectors.ccxt_exchange import CcxtExchange, RetryPolicy
@@ -43,8 +43,8 @@ from connectors.evm.uniswap_v2 import UniswapV2Pair
 from core.calendar import MarketCalendar
 from core.clock import LiveClock
 from core.config import load_config
-from core.enums import Side
-from core.events import BookUpdate, Quote, Trade
+from core.enums import OrderStatus, Side
+from core.events import BookUpdate, OrderUpdate, Quote, Trade
 from tests.connectors.evm.conftest import deploy_v2
 
 D = Decimal
@@ -514,3 +514,104 @@ async def test_all_sources_resume_then_backtest_the_default_config(
     bt = build_backtest(load_config(ROOT / "config.yaml"), data_dir=tmp_path, start_ns=start, end_ns=end)
     result = bt.run()
     assert result.events == sum(len(events) for events in rows.values())
+
+
+# --------------------------------------------------------------------------------------------
+# Crash windows, without a network: a torn log, a crash between rename and delete, bad events
+
+
+class ListSource:
+    """Yields given events, then waits (a live stream that went quiet)."""
+
+    def __init__(self, name: str, events: list[Any]) -> None:
+        self.name = name
+        self.events = events
+        self.exhausted = False
+
+    async def stream(self) -> AsyncIterator[Any]:
+        for event in self.events:
+            yield event
+        self.exhausted = True  # each event was recorded before the next was asked for
+        await asyncio.Event().wait()
+
+
+def q(ts: int, bid: float) -> Quote:
+    return Quote(ts, "binance", INSTRUMENT, bid, bid + 1, 1.0, 2.0)
+
+
+async def _record(tmp_path: Path, events: list[Any], **kw: Any) -> Recorder:
+    source = ListSource("list", events)
+    recorder = Recorder([source], tmp_path, flush_interval_s=0.01, **kw)
+    run = asyncio.create_task(recorder.run())
+    await until(lambda: source.exhausted, "every event recorded")
+    recorder.stop()
+    await run
+    return recorder
+
+
+def _torn_log(tmp_path: Path) -> Path:
+    """A log of three one-row batches (ts 1, 2, 3) whose last batch lost its final 40 bytes, as a
+    crash in the middle of a write leaves it."""
+    sid = StreamId("Quote", ("binance", INSTRUMENT))
+    directory = tmp_path / sid.slug()
+    directory.mkdir(parents=True)
+    meta = {"format": "perpetua-stream", "version": 1, "event": "Quote", "constants": sid.constants_map()}
+    schema = _table(sid, [q(1, 10.0)]).schema.with_metadata({b"perpetua": json.dumps(meta).encode()})
+    wal = _Wal(directory / "20261203T07.wal", schema)
+    for event in (q(1, 10.0), q(2, 11.0)):
+        wal.append(_table(sid, [event]))
+    intact = wal.path.stat().st_size
+    wal.append(_table(sid, [q(3, 12.0)]))
+    wal.close()
+    with wal.path.open("r+b") as f:
+        f.truncate(wal.path.stat().st_size - 40)
+    assert wal.path.stat().st_size > intact
+    return wal.path
+
+
+def test_a_torn_log_keeps_its_complete_batches_and_is_sealed_on_start(tmp_path: Path) -> None:
+    path = _torn_log(tmp_path)
+    assert read_wal(path).num_rows == 2
+    asyncio.run(_record(tmp_path, [q(2, 11.0), q(4, 13.0)]))  # ts 2 is on disk already
+    files = sealed_files(path.parent)
+    assert len(files) == 2 and files[0].name == "20261203T07.parquet"  # recovered, then this run's hour
+    recorded = quotes_of(tmp_path, path.parent.name)
+    assert [(e.ts, e.bid) for e in recorded] == [(1, 10.0), (2, 11.0), (4, 13.0)]
+    assert leftovers(tmp_path) == []
+
+
+def test_a_crash_between_rename_and_delete_leaves_no_duplicate(tmp_path: Path) -> None:
+    path = _torn_log(tmp_path)
+    sid = StreamId("Quote", ("binance", INSTRUMENT))
+    final = seal(path, sid)
+    assert final is not None and not path.exists()
+    # As if the process died after the rename: the log is back beside its sealed file (its content
+    # is not even read), and a half-written tmp file of another seal lies around.
+    path.write_bytes(b"not even a schema")
+    (path.parent / "20261203T08.parquet.tmp").write_bytes(b"half a file")
+    asyncio.run(_record(tmp_path, []))
+    assert [(e.ts, e.bid) for e in quotes_of(tmp_path, sid.slug())] == [(1, 10.0), (2, 11.0)]
+    assert leftovers(tmp_path) == []
+
+
+def test_bad_events_are_skipped_and_time_never_goes_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    nan = float("nan")
+    events: list[Any] = [
+        q(10, 100.0),
+        Quote(11, "binance", INSTRUMENT, nan, 101.0, 1.0, 2.0),  # an empty bid side
+        q(9, 100.5),  # the exchange's clock went back: recorded at 10
+        q(10, 100.0),  # an exact repeat
+        Trade(12, "binance", INSTRUMENT, 100.2, 0.5, Side.SELL, "77"),
+        Trade(13, "binance", INSTRUMENT, 100.2, 0.5, Side.SELL, "77"),  # the same trade id again
+        OrderUpdate(14, "binance", "c-1", OrderStatus.ACCEPTED),  # our own execution: not market data
+    ]
+    recorder = asyncio.run(_record(tmp_path, events))
+    stats = recorder.streams["quote.binance.TSLAx-USDT"].stats
+    assert (stats.received, stats.written, stats.invalid, stats.duplicates, stats.clamped) == (4, 2, 1, 1, 1)
+    recorded = quotes_of(tmp_path, "quote.binance.TSLAx-USDT")
+    assert [(e.ts, e.bid) for e in recorded] == [(10, 100.0), (10, 100.5)]
+    assert sorted(recorder.streams) == ["quote.binance.TSLAx-USDT", "trade.binance.TSLAx-USDT"]
+    assert recorder.streams["trade.binance.TSLAx-USDT"].stats.duplicates == 1
+    assert "bid: not a valid price, got nan" in caplog.text
