@@ -38,11 +38,12 @@ class _TickTable:
     liquidity offset, fee and protocol fee.
     """
 
-    __slots__ = ("cumulative_nets", "nets", "paths", "spacing", "ticks")
+    __slots__ = ("cumulative_nets", "initialized", "nets", "paths", "spacing", "ticks")
 
     def __init__(self, ticks: tuple[tuple[int, int], ...], spacing: int) -> None:
         self.ticks = [tick for tick, _ in ticks]
         self.nets = [net for _, net in ticks]
+        self.initialized = frozenset(self.ticks)
         self.spacing = spacing
         self.paths: dict[tuple[bool, int, int, int], SwapPath] = {}
         previous = MIN_TICK - 1
@@ -175,11 +176,6 @@ class V3SwapResult(NamedTuple):
         return -self.amount1 if self.zero_for_one else -self.amount0
 
 
-def _trunc_div(a: int, b: int) -> int:
-    """Solidity signed division (rounds towards zero), b > 0."""
-    return -(-a // b) if a < 0 else a // b
-
-
 def count_initialized_ticks_crossed(state: V3PoolState, tick_before: int, tick_after: int) -> int:
     """Initialized ticks crossed between two slot0 ticks, as QuoterV2's `PoolTicksCounter` counts them.
 
@@ -196,24 +192,20 @@ def _count_crossed(table: _TickTable, tick_before: int, tick_after: int) -> int:
     """`count_initialized_ticks_crossed` on a tick table."""
     spacing = table.spacing
     ticks = table.ticks
-    position_before = _trunc_div(tick_before, spacing)
-    position_after = _trunc_div(tick_after, spacing)
+    # Solidity's division truncates towards zero
+    position_before = -(-tick_before // spacing) if tick_before < 0 else tick_before // spacing
+    position_after = -(-tick_after // spacing) if tick_after < 0 else tick_after // spacing
     if position_before <= position_after:
         low, high = position_before, position_after
     else:
         low, high = position_after, position_before
     count = bisect_right(ticks, high * spacing) - bisect_right(ticks, low * spacing - 1)
-    if tick_before > tick_after and tick_after % spacing == 0 and _is_initialized(ticks, tick_after):
-        count -= 1
-    if tick_before < tick_after and tick_before % spacing == 0 and _is_initialized(ticks, tick_before):
+    if tick_before > tick_after:
+        if tick_after in table.initialized:
+            count -= 1
+    elif tick_before < tick_after and tick_before in table.initialized:
         count -= 1
     return count
-
-
-def _is_initialized(ticks: list[int], tick: int) -> bool:
-    """Whether `tick` is in the sorted list of initialized ticks."""
-    index = bisect_right(ticks, tick) - 1
-    return index >= 0 and ticks[index] == tick
 
 
 def v3_swap(
@@ -260,6 +252,7 @@ def v3_swap(
     path: SwapPath | None = None
     limit_key = -sqrt_price_limit_x96 if zero_for_one else sqrt_price_limit_x96
     at_boundary = False  # whether the loop stands on a boundary it has just crossed
+    whole = False  # whether the last step went from one boundary to the next
 
     while remaining != 0 and sqrt_price != sqrt_price_limit_x96:
         if at_boundary and (remaining > 0) == exact_input:
@@ -267,7 +260,8 @@ def v3_swap(
             if path is None:
                 path = table.path(zero_for_one, fee, fee_protocol, 0)
             boundary = tick + 1 if zero_for_one else tick  # the tick of the price the loop stands on
-            found = path.entries.get(boundary) or path.locate(boundary)
+            # a chunk is set up once a swap takes a whole step (small swaps pay nothing for it)
+            found = path.entries.get(boundary) or path.locate(boundary, whole)
             if found is not None and found[0].liquidity[found[1]] != liquidity:
                 # a state whose liquidity is not the sum of the nets (synthetic): its own path
                 offset = path.offset + liquidity - found[0].liquidity[found[1]]
@@ -276,6 +270,8 @@ def v3_swap(
             budget = remaining if exact_input else -remaining
             if found is not None:
                 chunk, start = found
+                if start >= chunk.last and not chunk.complete:
+                    path.extend(chunk, start + 1)
                 prefix = chunk.need if exact_input else chunk.out
                 # cheap test first: most swaps that reach a boundary end in the next range
                 if start < chunk.last and prefix[start + 1] - prefix[start] <= budget:
@@ -340,6 +336,7 @@ def v3_swap(
                 raise AmmError("fee_amount", fee_amount, "fee growth mulDiv overflows uint256")
             fee_growth += step_growth
 
+        whole = at_boundary and sqrt_price == sqrt_next
         at_boundary = sqrt_price == sqrt_next
         if at_boundary:
             if initialized:

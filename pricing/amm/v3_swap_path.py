@@ -18,32 +18,38 @@ The boundaries a swap meets, going down: every initialized tick and every word s
 ((256 * w + 255) * spacing, clamped to MAX_TICK). They do not depend on the price, and the liquidity
 of each range is the sum of the nets below it plus a constant (0 for a real pool), so one path per
 direction, fee, protocol fee and liquidity offset serves every state sharing a tick map. Paths are
-built lazily in chunks of `CHUNK_WORDS` bitmap words, as swaps first reach them.
+built lazily: in chunks of `CHUNK_WORDS` bitmap words as swaps first reach them, and within a chunk
+only as far as swaps have needed, so the first swaps after a tick-map change cost about what the
+step-by-step loop costs.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from functools import partial
 
-from pricing.amm.full_math import MAX_INT256, MAX_UINT128, MAX_UINT256, Q128
-from pricing.amm.swap_math import swap_step
-from pricing.amm.tick_math import MAX_TICK, MIN_TICK, get_sqrt_ratio_at_tick
+from pricing.amm.full_math import MAX_UINT128, MAX_UINT256, Q128
+from pricing.amm.swap_math import FEE_PIPS_DENOMINATOR
+from pricing.amm.tick_math import _SQRT_RATIO_CACHE, MAX_TICK, MIN_TICK, sqrt_ratio_at_tick_cached
 
-CHUNK_WORDS = 8  # bitmap words per chunk: small enough to build lazily, big enough to jump far
+CHUNK_WORDS = 8  # bitmap words per chunk: a jump crosses a chunk per bisection
 _CHUNK_BITS = 8 + CHUNK_WORDS.bit_length() - 1  # compressed tick positions per chunk, as a shift
+_EXTEND_MIN = 16  # whole steps computed at least per extension of a chunk
 
 
 class PathChunk:
     """The boundaries of one chunk in swap order, and the prefix sums of the whole steps between them.
 
-    Index i is boundary i (`ticks[i]`, its sqrt price `sqrt[i]` Q64.96, `liquidity[i]` the in-range
-    liquidity once it is crossed); the prefix lists hold the sums over steps 0..i-1 (base units of
-    the input token for `need` (amountIn + fee), `fees` and `protocol`; of the output token for
-    `out`; Q128.128 per unit of liquidity for `growth`). A jump may end at boundaries 0..`last`.
-    `keys` is the sqrt price going up and its negation going down (increasing along the path).
+    Index i is boundary i (`ticks[i]`, `liquidity[i]` the in-range liquidity once it is crossed,
+    `sqrt[i]` its Q64.96 price once computed); the prefix lists hold the sums over steps 0..i-1 (base
+    units of the input token for `need` (amountIn + fee), `fees` and `protocol`; of the output token
+    for `out`; Q128.128 per unit of liquidity for `growth`) for i in 0..`last`: a jump may end at
+    those boundaries. `complete`: no step after `last` will be computed (the end, or the loop
+    reverts there). `keys` is the sqrt price going up and its negation going down (increasing).
     """
 
     __slots__ = (
+        "complete",
         "fees",
         "growth",
         "index",
@@ -57,18 +63,21 @@ class PathChunk:
         "ticks",
     )
 
-    def __init__(self, ticks: list[int], sqrt: list[int], liquidity: list[int], zero_for_one: bool) -> None:
+    def __init__(self, ticks: list[int], liquidity: list[int], first_sqrt: int, zero_for_one: bool) -> None:
         self.ticks = ticks
-        self.index = {tick: position for position, tick in enumerate(ticks)}
-        self.sqrt = sqrt
-        self.keys = [-price for price in sqrt] if zero_for_one else sqrt
+        # boundary tick -> index, for all but the last boundary (which starts the next chunk)
+        self.index = dict(zip(ticks[:-1], range(len(ticks) - 1), strict=True))
         self.liquidity = liquidity
+        self.sqrt = [first_sqrt]
+        self.keys = [-first_sqrt if zero_for_one else first_sqrt]
         self.need = [0]
         self.out = [0]
         self.fees = [0]
         self.protocol = [0]
         self.growth = [0]
         self.last = 0
+        # crossing into a chunk whose first range leaves uint128 reverts: no jump starts or ends there
+        self.complete = len(ticks) < 2 or not 0 <= liquidity[0] <= MAX_UINT128
 
 
 class SwapPath:
@@ -110,25 +119,24 @@ class SwapPath:
         self.fee = fee
         self.fee_protocol = fee_protocol
         self.chunks: dict[int, PathChunk] = {}
-        # boundary tick -> (chunk, index) where a jump from it starts, for every built chunk
+        # boundary tick -> (chunk, index) where a jump from it starts, for the boundaries met so far
         self.entries: dict[int, tuple[PathChunk, int]] = {}
 
-    def locate(self, tick: int) -> tuple[PathChunk, int] | None:
-        """(chunk, index) of the whole steps from boundary `tick` (building the chunk), None if not one."""
+    def locate(self, tick: int, create: bool = True) -> tuple[PathChunk, int] | None:
+        """(chunk, index) of the whole steps from boundary `tick`, None if not one (or, unless `create`,
+        if its chunk is not set up yet)."""
         found = self.entries.get(tick)
         if found is None:
             compressed = tick // self.spacing
-            self.chunk((compressed - 1 if self.zero_for_one else compressed + 1) >> _CHUNK_BITS)
-            found = self.entries.get(tick)
-        return found
-
-    def chunk(self, number: int) -> PathChunk:
-        """Chunk `number` (compressed positions [number << 11, (number + 1) << 11)), built on first use."""
-        found = self.chunks.get(number)
-        if found is None:
-            found = self.chunks[number] = self._build(number)
-            for position, tick in enumerate(found.ticks[:-1]):  # the last one starts the next chunk
-                self.entries[tick] = (found, position)
+            number = (compressed - 1 if self.zero_for_one else compressed + 1) >> _CHUNK_BITS
+            chunk = self.chunks.get(number)
+            if chunk is None:
+                if not create:
+                    return None
+                chunk = self.chunks[number] = self._chunk(number)
+            index = chunk.index.get(tick)
+            if index is not None:
+                found = self.entries[tick] = (chunk, index)
         return found
 
     def _boundaries(self, number: int) -> list[int]:
@@ -138,62 +146,91 @@ class SwapPath:
         high = ((number + 1) << _CHUNK_BITS) * spacing
         ticks = self.ticks
         inside = ticks[bisect_left(ticks, low) : bisect_left(ticks, high)]
-        words = range(low, high, 256 * spacing)
         if self.zero_for_one:
             # entering from the chunk above at its lowest word start, then down to this chunk's first
-            candidates = sorted({high, *inside, *words}, reverse=True)
-            clamped = [max(min(tick, MAX_TICK), MIN_TICK) for tick in candidates]
+            candidates = sorted({high, *inside, *range(low, high, 256 * spacing)}, reverse=True)
             end = MIN_TICK
         else:
             word_ends = range(low + 255 * spacing, high, 256 * spacing)
             candidates = sorted({low - spacing, *inside, *word_ends})
-            clamped = [max(min(tick, MAX_TICK), MIN_TICK) for tick in candidates]
             end = MAX_TICK
-        boundaries: list[int] = []
-        for tick in clamped:
+        if min(candidates[0], candidates[-1]) >= MIN_TICK and max(candidates[0], candidates[-1]) <= MAX_TICK:
+            return candidates
+        boundaries: list[int] = []  # a chunk at an end of the tick range: clamp as the loop does
+        for tick in candidates:
+            tick = max(min(tick, MAX_TICK), MIN_TICK)
             if not boundaries or boundaries[-1] != tick:
                 boundaries.append(tick)
             if tick == end:
                 break  # the swap loop never goes past the end of the tick range
         return boundaries
 
-    def _build(self, number: int) -> PathChunk:
-        """Compute a chunk: prices, liquidity per range, whole steps, and where jumps must stop."""
-        zero_for_one = self.zero_for_one
+    def _chunk(self, number: int) -> PathChunk:
+        """Chunk `number` (compressed positions [number << 11, (number + 1) << 11)), no step computed yet."""
         boundaries = self._boundaries(number)
         ticks, cumulative, offset = self.ticks, self.cumulative_nets, self.offset
         # liquidity once a boundary is crossed: the nets below it going down, at or below it going up
-        position = bisect_left if zero_for_one else bisect_right
-        liquidity = [cumulative[position(ticks, tick)] + offset for tick in boundaries]
-        chunk = PathChunk(
-            boundaries, [get_sqrt_ratio_at_tick(tick) for tick in boundaries], liquidity, zero_for_one
-        )
-        sqrt = chunk.sqrt
+        position = partial(bisect_left if self.zero_for_one else bisect_right, ticks)
+        liquidity = [cumulative[index] + offset for index in map(position, boundaries)]
+        first = _SQRT_RATIO_CACHE.get(boundaries[0]) or sqrt_ratio_at_tick_cached(boundaries[0])
+        return PathChunk(boundaries, liquidity, first, self.zero_for_one)
+
+    def extend(self, chunk: PathChunk, upto: int) -> None:
+        """Compute the chunk's whole steps up to boundary `upto` at least (fewer where the loop reverts)."""
+        zero_for_one = self.zero_for_one
         fee, fee_protocol = self.fee, self.fee_protocol
-        need = out = fees = protocol = growth = 0
-        if not 0 <= liquidity[0] <= MAX_UINT128:
-            return chunk  # crossing into this chunk reverts: no jump may start or end here
-        for step in range(len(boundaries) - 1):
+        fee_complement = FEE_PIPS_DENOMINATOR - fee
+        ticks, liquidity, sqrt, keys = chunk.ticks, chunk.liquidity, chunk.sqrt, chunk.keys
+        needs, outs, fee_sums, protocol_sums, growths = (
+            chunk.need,
+            chunk.out,
+            chunk.fees,
+            chunk.protocol,
+            chunk.growth,
+        )
+        step = chunk.last
+        need, out, fees, protocol, growth = (
+            needs[step],
+            outs[step],
+            fee_sums[step],
+            protocol_sums[step],
+            growths[step],
+        )
+        stop = min(max(upto, step + _EXTEND_MIN), len(ticks) - 1)
+        price = sqrt[step]
+        while step < stop:
             range_liquidity = liquidity[step]
-            _, amount_in, amount_out, fee_amount = swap_step(
-                sqrt[step], sqrt[step + 1], range_liquidity, MAX_INT256, fee
-            )
+            target = _SQRT_RATIO_CACHE.get(ticks[step + 1]) or sqrt_ratio_at_tick_cached(ticks[step + 1])
+            # SwapMath.computeSwapStep reaching its target, as `swap_step` computes it then
+            if zero_for_one:
+                amount_in = -(-(range_liquidity << 96) * (price - target) // (price * target))
+                amount_out = range_liquidity * (price - target) >> 96
+            else:
+                amount_in = -(-range_liquidity * (target - price) >> 96)
+                amount_out = (range_liquidity << 96) * (target - price) // (target * price)
+            fee_amount = -(-amount_in * fee // fee_complement)
             share = fee_amount // fee_protocol if fee_protocol else 0
             step_growth = (fee_amount - share) * Q128 // range_liquidity if range_liquidity else 0
             if step_growth > MAX_UINT256 or not 0 <= liquidity[step + 1] <= MAX_UINT128:
-                break  # the loop reverts on this step or crossing: leave it to the loop
+                chunk.complete = True  # the loop reverts on this step or crossing: leave it to the loop
+                break
             need += amount_in + fee_amount
             out += amount_out
             fees += fee_amount
             protocol += share
             growth += step_growth
-            chunk.need.append(need)
-            chunk.out.append(out)
-            chunk.fees.append(fees)
-            chunk.protocol.append(protocol)
-            chunk.growth.append(growth)
-            chunk.last = step + 1
-        return chunk
+            needs.append(need)
+            outs.append(out)
+            fee_sums.append(fees)
+            protocol_sums.append(protocol)
+            growths.append(growth)
+            sqrt.append(target)
+            keys.append(-target if zero_for_one else target)
+            price = target
+            step += 1
+        chunk.last = step
+        if step == len(ticks) - 1:
+            chunk.complete = True
 
 
 # (boundary tick, sqrt price, liquidity, need, out, fees, protocol fee, fee growth) after a jump
@@ -214,22 +251,23 @@ def jump(
     tick = chunk.ticks[start]
     need = out = fees = protocol = growth = 0
     while True:
-        end = chunk.last
-        keys = chunk.keys
-        if keys[end] > limit_key:
-            end = bisect_right(keys, limit_key, start, end + 1) - 1
         prefix = chunk.need if exact_input else chunk.out
-        if end > start:
+        while True:  # bisect the steps computed so far; compute more while they all fit
+            end = chunk.last
+            keys = chunk.keys
+            limited = keys[end] > limit_key
+            if limited:
+                end = bisect_right(keys, limit_key, start, end + 1) - 1
+            reach = bisect_right(prefix, budget + prefix[start], start, end + 1) - 1 if end > start else start
+            if reach < chunk.last or limited or chunk.complete:
+                break
+            path.extend(chunk, 2 * chunk.last)
+        if reach > start:
             base = prefix[start]
-            reach = bisect_right(prefix, budget + base, start, end + 1) - 1
             if prefix[reach] - base == budget:
                 # used up exactly: the loop stops at the first boundary where that happens
                 reach = bisect_left(prefix, prefix[reach], start, reach)
-        else:
-            reach = start
-        if reach > start:
-            taken = prefix[reach] - prefix[start]
-            budget -= taken
+            budget -= prefix[reach] - base
             need += chunk.need[reach] - chunk.need[start]
             out += chunk.out[reach] - chunk.out[start]
             fees += chunk.fees[reach] - chunk.fees[start]
