@@ -310,11 +310,13 @@ class CcxtExchange:
         await self._ensure_markets()
         if request.reduce_only and not self.exchange.market(symbol).get("contract"):
             return self._rejected(coid, f"reduce_only: {symbol} is not a derivatives market")
+        # An id sent before (a retry by the caller) is looked up first: exchanges accept a client
+        # order id again once its first order is closed, which would trade twice.
+        sent = coid in self._order_symbols
         self._order_symbols[coid] = symbol
         params = self._params(request)
         price = float(request.price) if request.price is not None else None
         attempt = 0
-        sent = False
         while True:
             try:
                 if sent:

@@ -62,12 +62,6 @@ class CcxtBinanceAdapter(LiveAdapter):
     family = "ccxt-binance-spot"
     tracked = frozenset({"USDT", "TSLAX"})
     pairs: ClassVar[dict[str, tuple[str, str]]] = {"TSLAX-USDT": ("TSLAX", "USDT")}
-    known_gaps: ClassVar[dict[str, str]] = {
-        "test_a_client_order_id_sent_twice_makes_one_order": (
-            "CcxtExchange.submit sends an id it already sent; Binance takes a repeated newClientOrderId once "
-            "the first order is closed, so a retry makes a second order"
-        )
-    }
 
     @classmethod
     async def make(cls) -> CcxtBinanceAdapter:
