@@ -35,9 +35,9 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -124,8 +124,10 @@ class DriverParams:
 
 
 class SandboxTime:
-    """Maps wall-clock ns to the sample ns being shown: the current sample minute plus the wall time
-    since it was shown, accelerated, never past the next minute. Times are ns since the epoch, UTC."""
+    """Maps wall-clock ns to sample ns and back, anchored at the minute on show: `sample_at(wall)` =
+    the minute shown plus the wall time since it was shown, accelerated (one sample minute per
+    `seconds_per_minute` s); `wall_at` is the inverse. Re-anchored at every step, so a slow step
+    makes sample time run slower, never jump. Times are ns since the epoch, UTC."""
 
     def __init__(self, sample_ns: int, seconds_per_minute: float) -> None:
         self.sample_ns = sample_ns
@@ -138,28 +140,84 @@ class SandboxTime:
         self.wall_ns = time.time_ns()
 
     def sample_at(self, wall_ns: int) -> int:
-        """The sample instant shown at wall-clock `wall_ns`."""
-        if self.seconds_per_minute <= 0:
+        """The sample instant shown at wall-clock `wall_ns` (at the nominal pace from the anchor)."""
+        if self.seconds_per_minute <= 0:  # as fast as the venues answer: no pace to map by
             return self.sample_ns
-        elapsed = max(0, wall_ns - self.wall_ns) * 60 / self.seconds_per_minute
-        return self.sample_ns + int(min(elapsed, MINUTE_NS - 1))
+        return self.sample_ns + int((wall_ns - self.wall_ns) * 60 / self.seconds_per_minute)
 
     def wall_at(self, sample_ns: int) -> int:
-        """The wall-clock ns at which sample instant `sample_ns` will be shown at the nominal pace."""
+        """The wall-clock ns at which sample instant `sample_ns` shows, at the nominal pace."""
         return self.wall_ns + int((sample_ns - self.sample_ns) * self.seconds_per_minute / 60)
 
 
 class SandboxCalendar(MarketCalendar):
-    """The XNYS calendar seen through the sandbox's accelerated time: `session_at(wall_ns)` is the
-    session of the sample instant shown then. Only `session_at` maps; the other methods take sample ns."""
+    """The XNYS calendar at the sandbox's pace: every method takes and returns wall-clock ns, the
+    sessions being the sample's (`session_at(wall)` is the session of the sample instant shown then,
+    `next_regular_open(wall)` the wall time the next sample open will show). Dates (`local_date`,
+    `is_trading_day`, `regular_open_close`) are sample dates."""
 
-    def __init__(self, sandbox_time: SandboxTime, start: str = "2025-06-01", end: str = "2025-12-31") -> None:
-        super().__init__("XNYS", start, end)
+    def __init__(self, sandbox_time: SandboxTime, first_ns: int, end_ns: int) -> None:
+        """Cover the sample's span [first_ns, end_ns) (ns UTC), a day either side."""
+        day = 86_400
+        first = datetime.fromtimestamp(first_ns // NS - day, UTC).date()
+        last = datetime.fromtimestamp(end_ns // NS + day, UTC).date()
+        super().__init__("XNYS", first, last)
         self.sandbox_time = sandbox_time
+
+    def _in(self, wall_ns: int) -> int:
+        # held inside the covered days: past the sample's end the market stands still
+        return min(max(self.sandbox_time.sample_at(wall_ns), self.start_ns), self.end_ns - 1)
+
+    def _out(self, sample_ns: int) -> int:
+        return self.sandbox_time.wall_at(sample_ns)
 
     def session_at(self, ts_ns: int) -> Session:
         """The session of the sample instant shown at wall-clock `ts_ns`."""
-        return super().session_at(self.sandbox_time.sample_at(ts_ns))
+        return super().session_at(self._in(ts_ns))
+
+    def session_span(self, ts_ns: int) -> tuple[int, int, Session]:
+        """(start, end, session) of the session at wall `ts_ns`, in wall ns."""
+        start, end, session = super().session_span(self._in(ts_ns))
+        return self._out(start), self._out(end), session
+
+    def next_transition(self, ts_ns: int) -> tuple[int, Session]:
+        """(wall ns, session) of the next session change after wall `ts_ns`."""
+        at, session = super().next_transition(self._in(ts_ns))
+        return self._out(at), session
+
+    def session_codes_at(self, ts_ns: npt.ArrayLike) -> npt.NDArray[np.int8]:
+        """Session codes at an array of wall ns."""
+        wall = np.asarray(ts_ns, dtype=np.int64)
+        speed = 60 / self.sandbox_time.seconds_per_minute if self.sandbox_time.seconds_per_minute > 0 else 0.0
+        sample = self.sandbox_time.sample_ns + ((wall - self.sandbox_time.wall_ns) * speed).astype(np.int64)
+        return super().session_codes_at(sample)
+
+    def next_regular_open(self, ts_ns: int) -> int:
+        """Wall ns of the next regular open after wall `ts_ns`."""
+        return self._out(super().next_regular_open(self._in(ts_ns)))
+
+    def next_regular_close(self, ts_ns: int) -> int:
+        """Wall ns of the next regular close after wall `ts_ns`."""
+        return self._out(super().next_regular_close(self._in(ts_ns)))
+
+    def regular_open_close(self, day: date | str) -> tuple[int, int]:
+        """Wall ns of sample `day`'s regular open and close."""
+        opens, closes = super().regular_open_close(day)
+        return self._out(opens), self._out(closes)
+
+    def local_date(self, ts_ns: int) -> date:
+        """The New York (sample) date at wall `ts_ns`."""
+        return super().local_date(self._in(ts_ns))
+
+    def sessions_between(self, start_ns: int, end_ns: int) -> Iterator[tuple[int, int, Session]]:
+        """(start, end, session) spans between two wall instants, in wall ns."""
+        spans = super().sessions_between(self._in(start_ns), self._in(end_ns))
+        return ((self._out(a), self._out(b), session) for a, b, session in spans)
+
+    def market_status_events(self, start_ns: int, end_ns: int) -> list[MarketStatus]:
+        """The `MarketStatus` changes between two wall instants, stamped in wall ns."""
+        events = super().market_status_events(self._in(start_ns), self._in(end_ns))
+        return [e._replace(ts=self._out(e.ts), next_change_ts=self._out(e.next_change_ts)) for e in events]
 
 
 class _Stream:

@@ -196,7 +196,7 @@ class Sandbox:
         self.startup_seconds = 0.0  # wall seconds `start()` took
         start_ns = sample_minute(self.params.start)
         self.time = SandboxTime(start_ns, self.params.driver.seconds_per_minute)
-        self.calendar = SandboxCalendar(self.time)
+        self._calendar: SandboxCalendar | None = None
 
     def __repr__(self) -> str:
         url = self.anvil.url if self.anvil else "not started"
@@ -215,6 +215,13 @@ class Sandbox:
         if self._secrets is None:
             raise RuntimeError("the sandbox is not started")
         return self._secrets
+
+    @property
+    def calendar(self) -> SandboxCalendar:
+        """The XNYS calendar at the sandbox's pace (after `start()`): give it to broker connectors."""
+        if self._calendar is None:
+            raise RuntimeError("the sandbox is not started")
+        return self._calendar
 
     @property
     def driver(self) -> MarketDriver:
@@ -247,7 +254,7 @@ class Sandbox:
 
     async def _start(self) -> None:
         p = self.params
-        tape = SampleTape(p.data_dir, p.driver.window_minutes)
+        tape = await asyncio.to_thread(SampleTape, p.data_dir, p.driver.window_minutes)
         start_ns = self.time.sample_ns
         if not tape.first_ns <= start_ns < tape.end_ns:
             raise InvalidInput(
@@ -258,6 +265,7 @@ class Sandbox:
         if fair is None:
             raise InvalidInput("start", p.start, "has no oracle price at or before it in the sample")
         start_price = Decimal(repr(fair.price))
+        self._calendar = await asyncio.to_thread(SandboxCalendar, self.time, tape.first_ns, tape.end_ns)
 
         self.anvil = await start_anvil("--disable-code-size-limit", chain_id=CHAIN_ID)
         self.w3 = AsyncWeb3(AsyncHTTPProvider(self.anvil.url))

@@ -29,7 +29,7 @@ from eth_account import Account
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from backtest.data import load_dataset, stream_arrays
-from bots.market_driver import DriverParams, StepReport
+from bots.market_driver import DriverParams, SandboxCalendar, SandboxTime, StepReport
 from bots.sandbox import PRIVATE_KEY_ENV, Sandbox, SandboxParams
 from connectors.evm.anvil import PROJECT_ROOT
 from connectors.evm.chain import ChainSession, FeePolicy
@@ -38,6 +38,7 @@ from connectors.evm.erc20 import ERC20
 from connectors.evm.keys import LocalSigner
 from connectors.evm.uniswap_artifacts import contract_at
 from connectors.evm.uniswap_v3 import UniswapV3Pool
+from core.enums import Session
 from core.errors import InvalidInput
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -403,6 +404,33 @@ async def test_runs_paced_and_shuts_down_cleanly() -> None:
             with pytest.raises(aiohttp.ClientConnectionError):
                 async with http.get(url + "/api/v3/ping"):
                     pass
+
+
+async def test_calendar_runs_at_the_sandbox_pace() -> None:
+    # one sample minute per 0.2 s, showing 2025-07-01 13:29 UTC = 09:29 New York, pre-market
+    shown = SandboxTime(START_NS - MINUTE_NS, seconds_per_minute=0.2)
+    calendar = SandboxCalendar(shown, START_NS - 86_400 * 10**9, START_NS + 86_400 * 10**9)
+    wall = shown.wall_ns
+    tick = 200_000_000  # one sample minute, in wall ns
+    assert calendar.session_at(wall) is Session.PRE_MARKET
+    assert calendar.session_at(wall + tick - 1) is Session.PRE_MARKET
+    assert calendar.session_at(wall + tick) is Session.REGULAR
+    assert calendar.is_regular_open(wall + tick)
+    assert calendar.next_regular_open(wall) == wall + tick
+    # the close at 16:00 New York = 20:00 UTC: 391 sample minutes after 13:29
+    assert calendar.next_regular_close(wall) == wall + 391 * tick
+    assert calendar.next_transition(wall) == (wall + tick, Session.REGULAR)
+    assert calendar.local_date(wall).isoformat() == "2025-07-01"
+    (status,) = calendar.market_status_events(wall + tick, wall + tick + 1)
+    assert (status.ts, status.session, status.next_change_ts) == (
+        wall + tick,
+        Session.REGULAR,
+        wall + 391 * tick,
+    )
+    # re-anchored at the next minute shown: the mapping follows the driver, not the nominal pace
+    shown.show(START_NS)
+    assert calendar.session_at(shown.wall_ns) is Session.REGULAR
+    assert calendar.session_at(shown.wall_ns - 1) is Session.PRE_MARKET
 
 
 async def test_bad_parameters_name_the_field() -> None:
