@@ -38,6 +38,7 @@ from web3.exceptions import (
 )
 from web3.types import TxReceipt
 
+from connectors.evm.http_provider import cancel_safe
 from connectors.evm.keys import LocalSigner
 from connectors.evm.nonce import TRANSIENT, NonceManager, Submitted, TransactionReplaced
 from connectors.evm.revert import (
@@ -142,7 +143,7 @@ def web3_for_url(url: str) -> AsyncWeb3[Any]:
     """An `AsyncWeb3` for `url`: http(s) -> HTTP provider, ws(s) -> websocket provider (connect it)."""
     scheme = urlparse(url).scheme.lower()
     if scheme in ("http", "https"):
-        return AsyncWeb3(AsyncHTTPProvider(url))
+        return AsyncWeb3(cancel_safe(AsyncHTTPProvider(url)))
     if scheme in ("ws", "wss"):
         return AsyncWeb3(WebSocketProvider(url))
     raise InvalidInput("url", url, "scheme must be http, https, ws or wss")
@@ -177,6 +178,8 @@ class ChainSession:
             raise InvalidInput("receipt_timeout_s", receipt_timeout_s, "must be > 0")
         if stall_polls < 1:
             raise InvalidInput("stall_polls", stall_polls, "must be >= 1")
+        if isinstance(w3.provider, AsyncHTTPProvider):
+            cancel_safe(w3.provider)  # a cancelled send must not wedge every HTTP provider (web3 #3867)
         self.w3 = w3
         self.signer = signer
         self.expected_chain_id = expected_chain_id
