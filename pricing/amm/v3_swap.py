@@ -38,12 +38,12 @@ class _TickTable:
     liquidity offset, fee and protocol fee.
     """
 
-    __slots__ = ("cumulative_nets", "initialized", "nets", "paths", "spacing", "ticks")
+    __slots__ = ("cumulative_nets", "net_of", "nets", "paths", "spacing", "ticks")
 
     def __init__(self, ticks: tuple[tuple[int, int], ...], spacing: int) -> None:
         self.ticks = [tick for tick, _ in ticks]
         self.nets = [net for _, net in ticks]
-        self.initialized = frozenset(self.ticks)
+        self.net_of = dict(ticks)
         self.spacing = spacing
         self.paths: dict[tuple[bool, int, int, int], SwapPath] = {}
         previous = MIN_TICK - 1
@@ -68,7 +68,14 @@ class _TickTable:
             if len(self.paths) >= _PATHS_MAX:
                 self.paths.pop(next(iter(self.paths)))  # evict the oldest
             path = self.paths[key] = SwapPath(
-                zero_for_one, self.ticks, self.cumulative_nets, self.spacing, offset, fee, fee_protocol
+                zero_for_one,
+                self.ticks,
+                self.cumulative_nets,
+                self.net_of,
+                self.spacing,
+                offset,
+                fee,
+                fee_protocol,
             )
         return path
 
@@ -201,9 +208,9 @@ def _count_crossed(table: _TickTable, tick_before: int, tick_after: int) -> int:
         low, high = position_after, position_before
     count = bisect_right(ticks, high * spacing) - bisect_right(ticks, low * spacing - 1)
     if tick_before > tick_after:
-        if tick_after in table.initialized:
+        if tick_after in table.net_of:
             count -= 1
-    elif tick_before < tick_after and tick_before in table.initialized:
+    elif tick_before < tick_after and tick_before in table.net_of:
         count -= 1
     return count
 
@@ -262,16 +269,21 @@ def v3_swap(
             boundary = tick + 1 if zero_for_one else tick  # the tick of the price the loop stands on
             # a chunk is set up once a swap takes a whole step (small swaps pay nothing for it)
             found = path.entries.get(boundary) or path.locate(boundary, whole)
-            if found is not None and found[0].liquidity[found[1]] != liquidity:
-                # a state whose liquidity is not the sum of the nets (synthetic): its own path
-                offset = path.offset + liquidity - found[0].liquidity[found[1]]
-                path = table.path(zero_for_one, fee, fee_protocol, offset)
-                found = path.locate(boundary)
-            budget = remaining if exact_input else -remaining
             if found is not None:
                 chunk, start = found
                 if start >= chunk.last and not chunk.complete:
                     path.extend(chunk, start + 1)
+                if start <= chunk.last and chunk.liquidity[start] != liquidity:
+                    # a state whose liquidity is not the sum of the nets (synthetic): its own path
+                    offset = path.offset + liquidity - chunk.liquidity[start]
+                    path = table.path(zero_for_one, fee, fee_protocol, offset)
+                    found = path.locate(boundary)
+                    if found is not None:
+                        chunk, start = found
+                        if start >= chunk.last and not chunk.complete:
+                            path.extend(chunk, start + 1)
+            budget = remaining if exact_input else -remaining
+            if found is not None:
                 prefix = chunk.need if exact_input else chunk.out
                 # cheap test first: most swaps that reach a boundary end in the next range
                 if start < chunk.last and prefix[start + 1] - prefix[start] <= budget:

@@ -26,7 +26,6 @@ step-by-step loop costs.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from functools import partial
 
 from pricing.amm.full_math import MAX_UINT128, MAX_UINT256, Q128
 from pricing.amm.swap_math import FEE_PIPS_DENOMINATOR
@@ -63,11 +62,11 @@ class PathChunk:
         "ticks",
     )
 
-    def __init__(self, ticks: list[int], liquidity: list[int], first_sqrt: int, zero_for_one: bool) -> None:
+    def __init__(self, ticks: list[int], first_liquidity: int, first_sqrt: int, zero_for_one: bool) -> None:
         self.ticks = ticks
         # boundary tick -> index, for all but the last boundary (which starts the next chunk)
         self.index = dict(zip(ticks[:-1], range(len(ticks) - 1), strict=True))
-        self.liquidity = liquidity
+        self.liquidity = [first_liquidity]
         self.sqrt = [first_sqrt]
         self.keys = [-first_sqrt if zero_for_one else first_sqrt]
         self.need = [0]
@@ -77,14 +76,15 @@ class PathChunk:
         self.growth = [0]
         self.last = 0
         # crossing into a chunk whose first range leaves uint128 reverts: no jump starts or ends there
-        self.complete = len(ticks) < 2 or not 0 <= liquidity[0] <= MAX_UINT128
+        self.complete = len(ticks) < 2 or not 0 <= first_liquidity <= MAX_UINT128
 
 
 class SwapPath:
     """The whole steps of swaps in one direction over one tick map (see the module docstring).
 
     `ticks`/`cumulative_nets` are the table's sorted initialized ticks and the running sums of their
-    liquidity nets (`cumulative_nets[k]` = sum of the first k nets); `offset` is what the liquidity
+    liquidity nets (`cumulative_nets[k]` = sum of the first k nets), `nets` tick -> liquidityNet;
+    `offset` is what the liquidity
     of every range adds to those sums; `fee` in pips and `fee_protocol` the direction's denominator
     (0: none).
     """
@@ -95,6 +95,7 @@ class SwapPath:
         "entries",
         "fee",
         "fee_protocol",
+        "nets",
         "offset",
         "spacing",
         "ticks",
@@ -106,6 +107,7 @@ class SwapPath:
         zero_for_one: bool,
         ticks: list[int],
         cumulative_nets: list[int],
+        nets: dict[int, int],
         spacing: int,
         offset: int,
         fee: int,
@@ -114,6 +116,7 @@ class SwapPath:
         self.zero_for_one = zero_for_one
         self.ticks = ticks
         self.cumulative_nets = cumulative_nets
+        self.nets = nets
         self.spacing = spacing
         self.offset = offset
         self.fee = fee
@@ -169,9 +172,9 @@ class SwapPath:
         """Chunk `number` (compressed positions [number << 11, (number + 1) << 11)), no step computed yet."""
         boundaries = self._boundaries(number)
         ticks, cumulative, offset = self.ticks, self.cumulative_nets, self.offset
-        # liquidity once a boundary is crossed: the nets below it going down, at or below it going up
-        position = partial(bisect_left if self.zero_for_one else bisect_right, ticks)
-        liquidity = [cumulative[index] + offset for index in map(position, boundaries)]
+        # liquidity once the first boundary is crossed: the nets below it going down, at or below it up
+        position = (bisect_left if self.zero_for_one else bisect_right)(ticks, boundaries[0])
+        liquidity = cumulative[position] + offset
         first = _SQRT_RATIO_CACHE.get(boundaries[0]) or sqrt_ratio_at_tick_cached(boundaries[0])
         return PathChunk(boundaries, liquidity, first, self.zero_for_one)
 
@@ -180,7 +183,7 @@ class SwapPath:
         zero_for_one = self.zero_for_one
         fee, fee_protocol = self.fee, self.fee_protocol
         fee_complement = FEE_PIPS_DENOMINATOR - fee
-        ticks, liquidity, sqrt, keys = chunk.ticks, chunk.liquidity, chunk.sqrt, chunk.keys
+        ticks, liquidity, sqrt, keys, nets = chunk.ticks, chunk.liquidity, chunk.sqrt, chunk.keys, self.nets
         needs, outs, fee_sums, protocol_sums, growths = (
             chunk.need,
             chunk.out,
@@ -211,7 +214,10 @@ class SwapPath:
             fee_amount = -(-amount_in * fee // fee_complement)
             share = fee_amount // fee_protocol if fee_protocol else 0
             step_growth = (fee_amount - share) * Q128 // range_liquidity if range_liquidity else 0
-            if step_growth > MAX_UINT256 or not 0 <= liquidity[step + 1] <= MAX_UINT128:
+            # crossing the next boundary: liquidityNet subtracted going down, added going up
+            net = nets.get(ticks[step + 1], 0)
+            crossed = range_liquidity - net if zero_for_one else range_liquidity + net
+            if step_growth > MAX_UINT256 or not 0 <= crossed <= MAX_UINT128:
                 chunk.complete = True  # the loop reverts on this step or crossing: leave it to the loop
                 break
             need += amount_in + fee_amount
@@ -225,6 +231,7 @@ class SwapPath:
             protocol_sums.append(protocol)
             growths.append(growth)
             sqrt.append(target)
+            liquidity.append(crossed)
             keys.append(-target if zero_for_one else target)
             price = target
             step += 1
