@@ -10,7 +10,8 @@
   as Chainlink's `price` is (its age grows, so staleness checks see it);
 - **token book (binance emulator, TSLAX/USDT)**: the sample's exchange quote of the minute (the
   premium model of docs/data.md) as the top level, with deeper levels behind it; the perpetual
-  (TSLAUSDT, if given) gets a book and a mark around the stock;
+  (TSLAUSDT, if given) gets a book and a mark around the stock, and its funding is charged every
+  4 sample hours (on the UTC grid, at the emulator's rate);
 - **session**: the sample's `market_status` stream; `SessionFeed` streams it as `MarketStatus`
   events (wall-clock stamped) and `SandboxCalendar` makes the broker judge orders by it;
 - **pool (Uniswap v3 on anvil)**: noise traders' swaps on the real pool. The pool's target is the
@@ -35,7 +36,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -319,7 +320,7 @@ class SessionFeed:
         for queue in self._queues:
             queue.put_nowait(status)
 
-    async def stream(self) -> AsyncIterator[MarketStatus]:
+    async def stream(self) -> AsyncGenerator[MarketStatus, None]:
         """The current session, then each change, as they come."""
         queue: asyncio.Queue[MarketStatus] = asyncio.Queue()
         self._queues.append(queue)
@@ -557,6 +558,15 @@ class MarketDriver:
             self.futures.set_mark(PERP_SYMBOL, _dec(mid, 2))
         return c
 
+    def _settle_funding(self, now_ns: int) -> None:
+        """Charge the perpetual's funding at every sample interval boundary (4 h on the UTC grid)."""
+        if self.futures is None or not self.steps > 1:
+            return
+        interval = self.futures.futures[PERP_SYMBOL].funding_interval_h * 60 * MINUTE_NS
+        if now_ns // interval != (now_ns - MINUTE_NS) // interval:
+            paid = self.futures.settle_funding(PERP_SYMBOL)
+            log.info("perpetual funding settled: longs paid %s USDT", paid)
+
     async def _move_pool(self, now_ns: int, draws: _Draws) -> tuple[float, int, int, bool, float]:
         state = self.tape.stream("token_pool").latest(now_ns)
         before = await self.pool_sqrt_price()
@@ -607,6 +617,7 @@ class MarketDriver:
             stock = await self._show_stock(now)
             oracle, answer = await self._show_oracle(now)
             cex = self._show_books(now)
+            self._settle_funding(now)
             target, before, after, swapped, depeg = await self._move_pool(now, draws)
             if self.issuer is not None:
                 await self.issuer.settle()

@@ -397,6 +397,12 @@ async def test_runs_paced_and_shuts_down_cleanly() -> None:
         assert box.sessions.current is not None and box.sessions.current.session.value == "weekend"
         last = box.driver.last
         assert last is not None and not last.new_round
+        # the session feed a bot subscribes to starts with the session in force
+        feed = box.sessions.stream()
+        status = await anext(feed)
+        await feed.aclose()
+        assert status.session is Session.WEEKEND and status.market == "XNYS"
+        assert status.next_change_ts > status.ts  # Sunday 20:00 New York, in wall time
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     async with aiohttp.ClientSession() as http:
