@@ -327,10 +327,58 @@ def price(ctx: typer.Context) -> None:
     _not_implemented("price", "price perpetual options and tokenized stocks")
 
 
-@app.command(context_settings=_PLACEHOLDER_SETTINGS)
-def data(ctx: typer.Context) -> None:
-    """(not implemented yet) Record, download and inspect market data for backtests."""
-    _not_implemented("data", "record, download and inspect market data for backtests")
+data_app = typer.Typer(help="Market data for backtests: record live streams.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("record")
+def data_record(
+    path: ConfigPath = Path("config.yaml"),
+    out_dir: Annotated[
+        Path,
+        typer.Option("--out", metavar="DIR", help="Dataset directory (created, or resumed)."),
+    ] = Path("data/recorded"),
+    rotate: Annotated[
+        int, typer.Option("--rotate", metavar="SECONDS", help="Start new files every this many seconds.")
+    ] = 3600,
+    flush: Annotated[
+        float, typer.Option("--flush", metavar="SECONDS", help="Make buffered rows durable this often.")
+    ] = 1.0,
+    duration: Annotated[
+        float | None, typer.Option("--duration", metavar="SECONDS", help="Stop after this many seconds.")
+    ] = None,
+) -> None:
+    """Record the config's live market data into DIR in the backtester's format (docs/recording.md).
+
+    Hourly files, a write-ahead log flushed every second, resumable after a crash; stop with Ctrl-C.
+    """
+    import asyncio
+
+    from bots.recorder_sources import record_from_config
+    from core.errors import PerpetuaError
+
+    if rotate < 1:
+        raise typer.BadParameter(f"must be >= 1, got {rotate}", param_hint="--rotate")
+    if not flush > 0:
+        raise typer.BadParameter(f"must be > 0, got {flush}", param_hint="--flush")
+    if duration is not None and not duration > 0:
+        raise typer.BadParameter(f"must be > 0, got {duration}", param_hint="--duration")
+    config = _load_or_exit(path)
+    out = _out()
+    try:
+        asyncio.run(
+            record_from_config(
+                config,
+                out_dir,
+                rotate_every_s=rotate,
+                flush_interval_s=flush,
+                duration_s=duration,
+                say=lambda line: out.print(line, markup=False, soft_wrap=True),
+            )
+        )
+    except (PerpetuaError, ValueError) as exc:  # InvalidInput / DataError name the field and value
+        _err().print(f"perpetua data record: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
 JournalUrl = Annotated[

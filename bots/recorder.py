@@ -680,12 +680,13 @@ class Recorder:
     def stop(self) -> None:
         """Ask `run` to stop gracefully (safe from a signal handler)."""
         self._stopping.set()
+        self._flush_now.set()  # wake the writer so it finishes its flush and leaves
 
     async def run(self, duration_s: float | None = None) -> None:
         """Record until `stop()` or `duration_s` seconds; then flush, seal and write the manifest."""
         await self.open()
-        tasks = [asyncio.create_task(self._pump(s), name=f"record:{s.name}") for s in self.sources]
-        tasks.append(asyncio.create_task(self._writer_loop(), name="record:writer"))
+        pumps = [asyncio.create_task(self._pump(s), name=f"record:{s.name}") for s in self.sources]
+        writer = asyncio.create_task(self._writer_loop(), name="record:writer")
         try:
             if duration_s is None:
                 await self._stopping.wait()
@@ -693,17 +694,22 @@ class Recorder:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), duration_s)
         finally:
-            self._stopping.set()
-            for task in tasks:
+            self.stop()
+            for task in pumps:
                 task.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*pumps, return_exceptions=True)
+            # The writer is never cancelled: a flush cut at its await would drop the batch it took.
+            failure: BaseException | None = None
+            try:
+                await writer
+            except Exception as exc:
+                failure = exc
             try:
                 await self.seal_all()
             finally:
                 self._io.shutdown(wait=True)
-            for result in results:
-                if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-                    raise result
+            if failure is not None:
+                raise failure
 
     async def _pump(self, source: RecordSource) -> None:
         """Record one source's stream; restart it with backoff when it fails or ends."""
@@ -727,7 +733,7 @@ class Recorder:
 
     async def _writer_loop(self) -> None:
         """Flush every `flush_interval_s` (or when a buffer fills); rotate at each period's end."""
-        while True:
+        while not self._stopping.is_set():
             now = self.clock()
             next_period_ns = (self._period(now) + 1) * self.rotate_ns
             wait_s = min(self.flush_interval_s, max(0.0, (next_period_ns - now) / NS))

@@ -71,7 +71,8 @@ class CcxtSource:
                     try:
                         yield await fetch(instrument)
                     except Exception as exc:  # the snapshot is a bonus: the stream follows anyway
-                        log.warning("recorder: %s snapshot of %s failed: %s", self.name, instrument, exc)
+                        what = type(exc).__name__
+                        log.warning("recorder: %s snapshot of %s failed (%s)", self.name, instrument, what)
         stream = _PublicCcxtStream(
             ex,
             depth=ex.book_depth,
@@ -105,7 +106,8 @@ class AlpacaSource:
                 try:
                     yield self._renamed(await self.broker.latest_quote(symbol))
                 except Exception as exc:
-                    log.warning("recorder: %s latest quote of %s failed: %s", self.name, symbol, exc)
+                    what = type(exc).__name__
+                    log.warning("recorder: %s latest quote of %s failed (%s)", self.name, symbol, what)
         async for event in self.broker.stream():
             if type(event) is Quote or type(event) is Trade:
                 yield self._renamed(event)
@@ -255,3 +257,45 @@ async def sources_from_config(cfg: Any, *, poll_interval_s: float = 1.0) -> Conf
         else:
             out.skipped.append(f"{venue.name} ({venue.kind}: no market data to record)")
     return out
+
+
+async def record_from_config(
+    cfg: Any,
+    out_dir: Any,
+    *,
+    rotate_every_s: float = 3600,
+    flush_interval_s: float = 1.0,
+    duration_s: float | None = None,
+    say: Callable[[str], None] = print,
+) -> None:
+    """`perpetua data record`: record a config's streams into `out_dir` until SIGINT/SIGTERM or
+    `duration_s`; then seal the files, write the manifest and say one line per stream."""
+    import contextlib
+    import signal
+
+    from bots.recorder import Recorder, describe
+
+    configured = await sources_from_config(cfg)
+    async with configured.closers:
+        for line in configured.skipped:
+            say(f"not recorded: {line}")
+        recorder = Recorder(
+            configured.sources, out_dir, rotate_every_s=rotate_every_s, flush_interval_s=flush_interval_s
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, recorder.stop)
+        say(f"recording {', '.join(s.name for s in configured.sources)} into {out_dir} (stop with Ctrl-C)")
+        try:
+            await recorder.run(duration_s)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+        for line in describe(recorder):
+            say(line)
+        for name, errors in recorder.source_errors.items():
+            if errors:
+                # Error types only: a message may carry a URL, and hosted RPC URLs embed keys.
+                say(f"{name}: {len(errors)} stream failures, last: {errors[-1].split(':')[0]}")

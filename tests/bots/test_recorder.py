@@ -126,6 +126,12 @@ def files_under(root: Path, pattern: str) -> list[Path]:
     return sorted(root.glob(pattern))
 
 
+def logged_rows(directory: Path) -> int:
+    """Rows in the write-ahead logs of one stream directory."""
+    tables = [read_wal(p) for p in files_under(directory, "*.wal")]
+    return sum(t.num_rows for t in tables if t is not None)
+
+
 def leftovers(root: Path) -> list[Path]:
     """Write-ahead logs and tmp files under `root` (none after a graceful stop)."""
     return files_under(root, "**/*.wal") + files_under(root, "**/*.tmp")
@@ -461,6 +467,8 @@ async def test_all_sources_resume_then_backtest_the_default_config(
         try:
             dup = lambda k: recorder.streams[names[k]].stats.duplicates if names[k] in recorder.streams else 0  # noqa: E731
             await until(lambda: all(dup(k) == 1 for k in SNAPSHOTS), "skipped snapshots")
+            binance_quotes = lambda: recorder.streams.get("quote.binance.TSLAx-USDT")  # noqa: E731
+            await until(lambda: (q := binance_quotes()) is not None and q.stats.written == 1, "REST quote")
             await swap(2 * 10**18)
             await until(lambda: written(recorder, "pool") == 1, "the swap after the restart")
             await _send(w3, aggregator.functions.updateAnswer(251_00_000_000, t_s - 20), deployer)
@@ -615,3 +623,84 @@ def test_bad_events_are_skipped_and_time_never_goes_back(
     assert sorted(recorder.streams) == ["quote.binance.TSLAx-USDT", "trade.binance.TSLAx-USDT"]
     assert recorder.streams["trade.binance.TSLAx-USDT"].stats.duplicates == 1
     assert "bid: not a valid price, got nan" in caplog.text
+
+
+# --------------------------------------------------------------------------------------------
+# The command line
+
+
+CLI_CONFIG = """
+name: recorder-cli
+mode: sandbox
+venues:
+  - {{name: chainlink_local, kind: chainlink, chain_id: 31337, rpc_url: "{rpc}",
+      feeds: {{TSLA/USD: "{feed}"}}}}
+  - {{name: xstocks, kind: issuer, issuer: xstocks, tokens: [TSLAx], mint_fee_bps: 10, redeem_fee_bps: 10,
+      min_notional: 1000, settlement: 1d}}
+instruments:
+  - {{id: TSLAx, kind: tokenized_stock, underlying: TSLA, issuer: xstocks, chain_id: 31337,
+      address: "0x5FbDB2315678afecb367f032d93F642f64180aa3", decimals: 18, multiplier: {{initial: 1.0}}}}
+  - {{id: TSLA/USD, kind: spot, base: TSLA, quote: USD, price_increment: 0.01, size_increment: 1}}
+risk:
+  currency: USD
+  max_position: 100
+  max_notional: 25000
+  max_order_rate: {{orders_per_second: 5, window_ms: 1000}}
+  max_daily_loss: 1000
+  max_data_staleness_ms: 90000
+  price_band_bps: 200
+  max_gas_price_gwei: 50
+"""
+
+
+async def test_cli_data_record_until_sigterm(tmp_path: Path) -> None:
+    node = await start_anvil()
+    w3 = AsyncWeb3(AsyncHTTPProvider(node.url))
+    try:
+        owner = (await w3.eth.accounts)[0]
+        aggregator = await deploy(w3, load_contract_artifact("MockAggregator"), 8, "TSLA / USD")
+        await _send(w3, aggregator.functions.updateAnswer(24_990_000_000, 1_767_225_600), owner)
+        config = tmp_path / "record.yaml"
+        config.write_text(CLI_CONFIG.format(rpc=node.url, feed=aggregator.address))
+        out_dir = tmp_path / "rec"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bots", "data", "record", str(config),
+            "--out", str(out_dir), "--flush", "0.05",
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            oracle_dir = out_dir / "oracleprice.chainlink_local.TSLA-USD"
+            await until(lambda: logged_rows(oracle_dir) == 1, "the round logged")
+            proc.send_signal(signal.SIGTERM)
+            stdout, stderr = await proc.communicate()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    finally:
+        await w3.provider.disconnect()
+        await node.stop()
+    assert proc.returncode == 0, stderr.decode()
+    text = stdout.decode()
+    assert "not recorded: xstocks (issuer: no market data to record)" in text
+    assert "oracleprice.chainlink_local.TSLA-USD: 1 rows, 0 duplicates skipped" in text
+    assert leftovers(out_dir) == []
+    ds = load_dataset(out_dir)
+    assert [e.name for e in ds.manifest.streams] == [
+        "marketstatus.XNYS",
+        "oracleprice.chainlink_local.TSLA-USD",
+    ]
+    (price,) = stream_arrays(ds.stream("oracleprice.chainlink_local.TSLA-USD"))[1]
+    assert (price.price, price.publish_ts, price.round_id) == (249.9, 1_767_225_600 * 10**9, 1)
+
+
+def test_cli_data_record_refuses_bad_options(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bots.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["data", "record", str(ROOT / "config.yaml"), "--rotate", "0"])
+    assert result.exit_code == 2 and "must be >= 1, got 0" in result.output
+    result = runner.invoke(app, ["data", "record", str(tmp_path / "missing.yaml"), "--out", str(tmp_path)])
+    assert result.exit_code == 2
