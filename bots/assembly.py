@@ -246,9 +246,6 @@ class Bot:
         if on_tick is not None:
             tasks.append(asyncio.create_task(self._ticks(on_tick, tick_s), name="status"))
         try:
-            if self.metrics_server is not None:
-                await self.metrics_server.start()
-                log.info("metrics on %s/metrics, health on %s/health", *(self.metrics_server.url,) * 2)
             await self.driver.run(duration_s, install_signals=install_signals)
         finally:
             for task in tasks:
@@ -863,6 +860,7 @@ async def _build(
     if metrics_port is not None:
         checks = {"data": data_freshness(engine, staleness_ns), "kill_switch": kill_switch_check(kill_switch)}
         server = MetricsServer(metrics, checks, host="127.0.0.1", port=metrics_port)
+        await server.start()
         stack.push_async_callback(server.stop)
     driver = LiveDriver(
         engine,
@@ -871,6 +869,8 @@ async def _build(
         sim_venues=sims,
         stale_after_ns=staleness_ns,
     )
+    if server is not None:
+        log.info("metrics on %s/metrics, health on %s/health", server.url, server.url)
     log.info(
         "bot %s (%s mode, run %s): venues %s, feeds %s, strategies %s",
         cfg.name,

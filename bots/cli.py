@@ -1,4 +1,4 @@
-"""The `perpetua` command line: check a config, show the bot it would run; more commands to come.
+"""The `perpetua` command line: check a config, run a bot, backtest, report; more commands to come.
 
 Exit codes: 0 ok, 1 not implemented yet, 2 bad input (a config that does not validate, a bad
 option). Problems go to stderr, everything else to stdout. Secrets are never printed: the CLI only
@@ -49,6 +49,7 @@ from core.config import (
 EXIT_OK: Final = 0
 EXIT_NOT_IMPLEMENTED: Final = 1
 EXIT_BAD_INPUT: Final = 2
+_JSON_LOGS = {"on": False}  # set by the global --json-logs, read by `run`
 
 app = typer.Typer(
     name="perpetua",
@@ -96,6 +97,7 @@ def _main(
     """
     # Secrets are redacted in both modes; plain text keeps Python's default WARNING threshold.
     configure_logging(json_logs=json_logs, level=logging.INFO if json_logs else logging.WARNING)
+    _JSON_LOGS["on"] = json_logs
 
 
 # --------------------------------------------------------------------------------------------
@@ -126,25 +128,70 @@ def run(
             "--duration", metavar="SECONDS", help="Stop after this many seconds (default: run until stopped)."
         ),
     ] = None,
+    json_logs: Annotated[
+        bool, typer.Option("--json-logs", help="Logs as JSON lines on stderr, no status view (for servers).")
+    ] = False,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            "--metrics-port", metavar="PORT", help="/metrics and /health on 127.0.0.1 (0: a free port)."
+        ),
+    ] = 9464,
+    no_metrics: Annotated[bool, typer.Option("--no-metrics", help="Serve no metrics endpoint.")] = False,
+    db: Annotated[
+        str | None, typer.Option("--db", metavar="URL", help="Journal database (default: storage.url).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and show what would run; start nothing.")
+    ] = False,
 ) -> None:
-    """Run the bot a config describes (this release: validate it and show what would run)."""
+    """Run the bot a config describes until SIGINT/SIGTERM or --duration (live, paper or sandbox).
+
+    Shows a live status table on a terminal (off with --json-logs or when stdout is not a
+    terminal: then a summary line every 5 s). Exit code 2 when it cannot start: a bad config, a
+    missing secret (the config key and the variable are named, never a value).
+    """
     if duration is not None and not duration > 0:
         raise typer.BadParameter(f"must be > 0, got {duration}", param_hint="--duration")
+    if not 0 <= metrics_port <= 65535:
+        raise typer.BadParameter(f"must be in 0..65535, got {metrics_port}", param_hint="--metrics-port")
     config = _load_or_exit(path)
     out = _out()
     how_long = f"for {duration:g} s" if duration is not None else "until stopped"
-    out.print(
-        f"Would run bot [bold]{_escape(config.name)}[/bold] in [bold]{config.mode.value}[/bold] mode "
-        f"{how_long}, from {_escape(str(path))}:",
-        soft_wrap=True,
-    )
-    _print_summary(out, config)
-    _print_env_warnings(config)
-    out.print(
-        "[yellow]Nothing was started:[/yellow] the trading engines (connectors, strategy runner, risk "
-        "engine) arrive in later releases. This release validates the config and shows the bot it "
-        "would run; no connection was opened and no order was sent."
-    )
+    if dry_run:
+        out.print(
+            f"Would run bot [bold]{_escape(config.name)}[/bold] in [bold]{config.mode.value}[/bold] mode "
+            f"{how_long}, from {_escape(str(path))}:",
+            soft_wrap=True,
+        )
+        _print_summary(out, config)
+        _print_env_warnings(config)
+        out.print(
+            "[yellow]Nothing was started[/yellow] (--dry-run): no connection was opened, no order sent."
+        )
+        return
+    if json_logs:
+        configure_logging(json_logs=True, level=logging.INFO)
+        _JSON_LOGS["on"] = True
+    import asyncio
+
+    from bots.bot_command import run_bot
+
+    try:
+        code = asyncio.run(
+            run_bot(
+                config,
+                duration_s=duration,
+                json_logs=_JSON_LOGS["on"],
+                metrics_port=None if no_metrics else metrics_port,
+                storage_url=db,
+                out=out,
+                err=_err(),
+            )
+        )
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        code = EXIT_OK
+    raise typer.Exit(code)
 
 
 @app.command()
