@@ -476,6 +476,7 @@ class Recorder:
         self._stopping = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._opened = False
+        self._manifest_stale = False  # a file was sealed since the manifest was last written
 
     # -- disk work runs on one thread, in order ---------------------------------------------------
 
@@ -641,6 +642,7 @@ class Recorder:
         sealed = seal(path, stream.sid)
         if sealed is not None:
             stream.stats.files_sealed += 1
+            self._manifest_stale = True
         return sealed
 
     async def flush(self) -> None:
@@ -662,7 +664,7 @@ class Recorder:
         ended = [s for s in self.streams.values() if s.wal is not None and s.wal_period != period]
         for stream in ended:
             await self._disk(self._seal_stream, stream)
-        if ended:
+        if self._manifest_stale:  # streams with new rows were sealed by the flush itself
             await self._disk(self._write_manifest)
 
     async def seal_all(self) -> None:
@@ -673,6 +675,7 @@ class Recorder:
         await self._disk(self._write_manifest)
 
     def _write_manifest(self) -> Path | None:
+        self._manifest_stale = False
         return write_manifest(self.out_dir, {n: s.sid for n, s in self.streams.items()})
 
     # -- running ---------------------------------------------------------------------------------
@@ -747,11 +750,6 @@ class Recorder:
                 log.exception("recorder: writing failed; stopping")
                 self.stop()
                 raise
-
-
-def total_rows(recorder: Recorder) -> dict[str, int]:
-    """Rows made durable per stream name (for reports and tests)."""
-    return {name: s.stats.written for name, s in recorder.streams.items()}
 
 
 def describe(recorder: Recorder) -> Iterable[str]:

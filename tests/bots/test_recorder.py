@@ -126,6 +126,13 @@ def files_under(root: Path, pattern: str) -> list[Path]:
     return sorted(root.glob(pattern))
 
 
+def manifest_paths(root: Path, name: str) -> tuple[str, ...]:
+    """The files the manifest lists for stream `name` (none before the first seal)."""
+    if not (root / "manifest.yaml").exists():
+        return ()
+    return load_manifest(root).entry(name).paths
+
+
 def logged_rows(directory: Path) -> int:
     """Rows in the write-ahead logs of one stream directory."""
     tables = [read_wal(p) for p in files_under(directory, "*.wal")]
@@ -170,6 +177,8 @@ async def test_binance_streams_rotate_hourly_into_the_backtest_schema(
         # The hour turns: the 07 logs are sealed, 08 starts with the next quotes.
         clock.now = T0 + 60 * 60 * 10**9
         await until(lambda: stats().files_sealed == 1, "the 07 period sealed")
+        sealed_07 = (f"{quotes}/20261203T07.parquet",)
+        await until(lambda: manifest_paths(tmp_path, quotes) == sealed_07, "the manifest names it")
         for k in range(6, 9):
             publish(emulator, k)
             await until(lambda k=k: stats().written == k + 2, f"quote {k} flushed")  # type: ignore[misc]
