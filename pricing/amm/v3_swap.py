@@ -38,7 +38,7 @@ class _TickTable:
     liquidity offset, fee and protocol fee.
     """
 
-    __slots__ = ("cumulative_nets", "net_of", "nets", "paths", "spacing", "ticks")
+    __slots__ = ("cumulative_nets", "first_steps", "net_of", "nets", "paths", "spacing", "ticks")
 
     def __init__(self, ticks: tuple[tuple[int, int], ...], spacing: int) -> None:
         self.ticks = [tick for tick, _ in ticks]
@@ -46,6 +46,11 @@ class _TickTable:
         self.net_of = dict(ticks)
         self.spacing = spacing
         self.paths: dict[tuple[bool, int, int, int], SwapPath] = {}
+        # (direction, price, tick, liquidity, fee, protocol fee) of a state -> its first whole step:
+        # (boundary tick, its price, amountIn + fee, amountOut, fee, protocol share, growth, liquidity after)
+        self.first_steps: dict[
+            tuple[bool, int, int, int, int, int], tuple[int, int, int, int, int, int, int, int]
+        ] = {}
         previous = MIN_TICK - 1
         total = 0
         self.cumulative_nets = [0]
@@ -84,6 +89,7 @@ class _TickTable:
 # state built with dataclasses.replace after a swap shares the tuple and skips validation.
 _TABLES: dict[int, tuple[tuple[tuple[int, int], ...], int, _TickTable]] = {}
 _TABLES_MAX = 256
+_FIRST_STEPS_MAX = 4096  # per table: states quoted since the last tick-map change
 _PATHS_MAX = 16  # per table: two directions of a real pool, a few more for synthetic states
 
 
@@ -260,6 +266,27 @@ def v3_swap(
     limit_key = -sqrt_price_limit_x96 if zero_for_one else sqrt_price_limit_x96
     at_boundary = False  # whether the loop stands on a boundary it has just crossed
     whole = False  # whether the last step went from one boundary to the next
+    # the step from the state's price to the first boundary, memoised per state: quotes of many sizes
+    # on one state (a sizing search) repeat it; taken when what remains covers it, like any whole step
+    state_key = (zero_for_one, sqrt_price, tick, liquidity, fee, fee_protocol)
+    first_key: tuple[bool, int, int, int, int, int] | None = state_key  # None after the first step
+    first = table.first_steps.get(state_key)
+    if first is not None:
+        tick_next, sqrt_next, need, out, fees, protocol, growth, crossed = first
+        if (remaining >= need if exact_input else -remaining >= out) and (
+            sqrt_next >= sqrt_price_limit_x96 if zero_for_one else sqrt_next <= sqrt_price_limit_x96
+        ):
+            if exact_input:
+                remaining -= need
+                calculated -= out
+            else:
+                remaining += out
+                calculated += need
+            fee_total, protocol_fee, fee_growth = fees, protocol, growth
+            sqrt_price, liquidity = sqrt_next, crossed
+            tick = tick_next - 1 if zero_for_one else tick_next
+            at_boundary = True
+        first_key = None
 
     while remaining != 0 and sqrt_price != sqrt_price_limit_x96:
         if at_boundary and (remaining > 0) == exact_input:
@@ -327,6 +354,7 @@ def v3_swap(
             target = sqrt_price_limit_x96 if sqrt_next < sqrt_price_limit_x96 else sqrt_next
         else:
             target = sqrt_price_limit_x96 if sqrt_next > sqrt_price_limit_x96 else sqrt_next
+        remaining_before = remaining
         sqrt_price, amount_in, amount_out, fee_amount = swap_step(
             sqrt_price, target, liquidity, remaining, fee
         )
@@ -338,6 +366,8 @@ def v3_swap(
             remaining += amount_out
             calculated += amount_in + fee_amount
         fee_total += fee_amount
+        step_fee = fee_amount
+        delta = step_growth = 0
         if fee_protocol:
             delta = fee_amount // fee_protocol
             fee_amount -= delta
@@ -357,9 +387,27 @@ def v3_swap(
                 if not 0 <= liquidity <= MAX_UINT128:
                     raise AmmError("liquidity_net", nets[index], "LS/LA: liquidity out of uint128")
             tick = tick_next - 1 if zero_for_one else tick_next
+            if first_key is not None and (
+                remaining_before >= amount_in + step_fee if exact_input else -remaining_before > amount_out
+            ):
+                # reached because the amount covered it: the same amounts for any amount that does (an
+                # exact output equal to amount_out may be the cap of a larger step that only landed here)
+                if len(table.first_steps) >= _FIRST_STEPS_MAX:
+                    table.first_steps.clear()
+                table.first_steps[first_key] = (
+                    tick_next,
+                    sqrt_next,
+                    amount_in + step_fee,
+                    amount_out,
+                    step_fee,
+                    delta,
+                    step_growth,
+                    liquidity,
+                )
         elif sqrt_price != sqrt_start:
             # recompute unless we are on a lower tick boundary (already transitioned) and have not moved
             tick = get_tick_at_sqrt_ratio_fast(sqrt_price)
+        first_key = None
 
     if not -MAX_INT256 - 1 <= calculated <= MAX_INT256:
         raise AmmError("amount_calculated", calculated, "not an int256")

@@ -175,6 +175,32 @@ def test_fast_swap_equals_the_stepwise_loop_on_random_pools(seed: int) -> None:
     assert compared > 500
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_many_sizes_on_one_state_in_any_order(seed: int) -> None:
+    # a sizing search quotes one state many times: the memoised first step and the paths built by
+    # earlier quotes must give every later quote, of any kind and size, the loop's result
+    rng = random.Random(100 + seed)
+    compared = 0
+    for _ in range(60):
+        state = random_state(rng)
+        if state is None:
+            continue
+        for _ in range(25):
+            swap = random_swap(rng, state)
+            if swap is None:
+                continue
+            if rng.random() < 0.5:
+                swap = boundary_amount(rng, state, swap)
+                if rng.random() < 0.3:  # one unit either side of the amount that ends on the boundary
+                    zero_for_one, amount, limit = swap
+                    swap = zero_for_one, amount + rng.choice([-1, 1]), limit
+            if swap[1] == 0 or abs(swap[1]) > MAX_INT256:
+                continue
+            assert_same(state, *swap)
+            compared += 1
+    assert compared > 500
+
+
 def test_a_swap_that_ends_on_a_boundary_stops_there() -> None:
     # the exact output of 1 is delivered by the range up to tick 98; the ranges above hold no
     # liquidity (whole steps of zero amount), but the loop stops where the amount ran out
