@@ -5,10 +5,12 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint typecheck unit bench clean contracts
 
-# The most complete main job so far: backtest config.yaml's strategy on the bundled sample data.
-# (The live and sandbox runner arrives with the bots issue; `perpetua run` shows what it would run.)
-run: $(VENV)/.installed
-	$(BIN)/perpetua backtest config.yaml --out reports/backtest
+# The main job: the bot of config.yaml, by default in sandbox mode (anvil with the real Uniswap v3
+# contracts, Binance and Alpaca emulators, the sample market replayed 300x), until Ctrl-C.
+# `make run DURATION=60` stops by itself after 60 s (docs/running.md).
+DURATION ?=
+run: $(VENV)/.installed node_modules/.installed
+	$(BIN)/perpetua run config.yaml $(if $(DURATION),--duration $(DURATION))
 
 test: $(VENV)/.installed-dev node_modules/.installed lint typecheck unit
 
