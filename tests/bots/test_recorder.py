@@ -644,9 +644,16 @@ mode: sandbox
 venues:
   - {{name: chainlink_local, kind: chainlink, chain_id: 31337, rpc_url: "{rpc}",
       feeds: {{TSLA/USD: "{feed}"}}}}
+  - {{name: uniswap_v2_test, kind: uniswap_v2, chain_id: 31337, rpc_url: "{rpc}",
+      factory: "{factory}", router: "{factory}"}}
   - {{name: xstocks, kind: issuer, issuer: xstocks, tokens: [TSLAx], mint_fee_bps: 10, redeem_fee_bps: 10,
       min_notional: 1000, settlement: 1d}}
+tokens:
+  - {{id: TKA, chain_id: 31337, address: "{token0}", decimals: 18}}
+  - {{id: TKB, chain_id: 31337, address: "{token1}", decimals: 18}}
 instruments:
+  - {{id: TKA/TKB, kind: pool, venue: uniswap_v2_test, chain_id: 31337, address: "{pair}",
+      token0: TKA, token1: TKB, fee: 3000, version: 2}}
   - {{id: TSLAx, kind: tokenized_stock, underlying: TSLA, issuer: xstocks, chain_id: 31337,
       address: "0x5FbDB2315678afecb367f032d93F642f64180aa3", decimals: 18, multiplier: {{initial: 1.0}}}}
   - {{id: TSLA/USD, kind: spot, base: TSLA, quote: USD, price_increment: 0.01, size_increment: 1}}
@@ -670,7 +677,17 @@ async def test_cli_data_record_until_sigterm(tmp_path: Path) -> None:
         aggregator = await deploy(w3, load_contract_artifact("MockAggregator"), 8, "TSLA / USD")
         await _send(w3, aggregator.functions.updateAnswer(24_990_000_000, 1_767_225_600), owner)
         config = tmp_path / "record.yaml"
-        config.write_text(CLI_CONFIG.format(rpc=node.url, feed=aggregator.address))
+        v2 = await deploy_v2(w3, 10**21, 3 * 10**21)
+        config.write_text(
+            CLI_CONFIG.format(
+                rpc=node.url,
+                feed=aggregator.address,
+                factory=v2.factory.address,
+                token0=v2.token0.address,
+                token1=v2.token1.address,
+                pair=v2.pair.address,
+            )
+        )
         out_dir = tmp_path / "rec"
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bots", "data", "record", str(config),
@@ -679,7 +696,8 @@ async def test_cli_data_record_until_sigterm(tmp_path: Path) -> None:
         )  # fmt: skip
         try:
             oracle_dir = out_dir / "oracleprice.chainlink_local.TSLA-USD"
-            await until(lambda: logged_rows(oracle_dir) == 1, "the round logged")
+            pool_dir = out_dir / "poolstate.uniswap_v2_test.TKA-TKB"
+            await until(lambda: logged_rows(oracle_dir) == 1 == logged_rows(pool_dir), "round and pool")
             proc.send_signal(signal.SIGTERM)
             stdout, stderr = await proc.communicate()
         finally:
@@ -698,7 +716,10 @@ async def test_cli_data_record_until_sigterm(tmp_path: Path) -> None:
     assert [e.name for e in ds.manifest.streams] == [
         "marketstatus.XNYS",
         "oracleprice.chainlink_local.TSLA-USD",
+        "poolstate.uniswap_v2_test.TKA-TKB",
     ]
+    (state,) = stream_arrays(ds.stream("poolstate.uniswap_v2_test.TKA-TKB"))[1]
+    assert (state.pool, state.reserve0, state.reserve1) == ("TKA/TKB", 10**21, 3 * 10**21)
     (price,) = stream_arrays(ds.stream("oracleprice.chainlink_local.TSLA-USD"))[1]
     assert (price.price, price.publish_ts, price.round_id) == (249.9, 1_767_225_600 * 10**9, 1)
 
