@@ -24,9 +24,10 @@ Resume: on start the recorder deletes `*.tmp` leftovers, seals every write-ahead
 delete), rebuilds the manifest from the files on disk, and reads each stream's last timestamp and
 recent dedup keys from its newest files. A restart in the same period opens a new segment
 (`<period>-1.parquet`). Events already on disk are skipped (trade id for trades, round id for
-oracle rounds, the state itself for pools, the exact row otherwise), so the dataset holds no
-duplicate rows; what happened while the recorder was down is a gap, except what the sources'
-start-up snapshots (REST quotes and books, the pool's state, the latest round) record at restart.
+oracle rounds, the exact row otherwise; a pool or market state equal to the last one recorded),
+so the dataset holds no duplicate rows; what happened while the recorder was down is a gap,
+except what the sources' start-up snapshots (REST quotes and books, the pool's state, the latest
+round) record at restart.
 
 Timestamps within a stream never decrease (the loaders require it): an event stamped earlier
 than the stream's last row (exchange clocks, REST snapshots) is recorded at that last timestamp
