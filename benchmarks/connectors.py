@@ -5,7 +5,9 @@ In one run, on the same pool (the real v3 contracts on a local anvil, ~300 overl
 - a local exact-input quote (`UniswapV3Pool.quote_exact_input`, tick map loaded) vs degenbot 0.3.0
   (`calculate_tokens_out_from_tokens_in`, full tick map) vs QuoterV2 through web3 (eth_call);
   the same random sizes for all three (small ones that stay between two initialized ticks, large
-  ones that cross dozens), every result checked equal to QuoterV2's first;
+  ones that cross dozens), every result checked equal to QuoterV2's first; and the local quote's
+  first call on a tick map just changed (a Mint/Burn makes a new one), when the swap path's prefix
+  sums (`pricing.amm.v3_swap_path`) are not built yet and no step is memoised;
 - the time to load the full tick map: bitmap scan (`refresh`) vs Mint/Burn logs
   (`refresh_from_logs`), and degenbot's two ways;
 - from a Swap log to the updated `PoolState`: decoding and applying one log in-process, and end to
@@ -25,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,7 @@ from connectors.evm.uniswap_artifacts import contract_at, deploy, load_artifact
 from connectors.evm.uniswap_events import decode_log, fetch_logs
 from connectors.evm.uniswap_v3 import UniswapV3Pool
 from core.events import PoolState
-from pricing.amm import get_sqrt_ratio_at_tick
+from pricing.amm import get_sqrt_ratio_at_tick, quote_exact_input
 
 PEERS_PYTHON = PROJECT_ROOT / ".venv-peers" / "bin" / "python"
 DEGENBOT_SCRIPT = Path(__file__).resolve().parent / "peers" / "degenbot_v3.py"
@@ -182,6 +185,7 @@ async def run(repeat: int = 20) -> list[Row]:
         # the same random sizes for everyone, in base units (18 dp), both directions
         classes: dict[str, dict[str, Any]] = {}
         ours_ns: dict[str, list[int]] = {}
+        cold_ns: dict[str, list[int]] = {}
         crossed: dict[str, tuple[int, float, int]] = {}
         for name, (low, high) in SIZE_CLASSES.items():
             cases = [(int(10 ** rng.uniform(low, high)), index % 2 == 0) for index in range(200)]
@@ -199,6 +203,14 @@ async def run(repeat: int = 20) -> list[Row]:
                     quote(amount, zero_for_one)
                     samples.append(time.perf_counter_ns() - begin)
             ours_ns[name] = samples
+            # the first quote on a fresh tick map (same ticks, a new tuple: what a Mint/Burn leaves)
+            cold: list[int] = []
+            for amount, zero_for_one in cases[:100]:
+                fresh = replace(pool.state, ticks=tuple(list(pool.state.ticks)))
+                begin = time.perf_counter_ns()
+                quote_exact_input(fresh, amount, zero_for_one)
+                cold.append(time.perf_counter_ns() - begin)
+            cold_ns[name] = cold
         quoter_ns: list[int] = []
         for amount, zero_for_one in classes["small"]["cases"][:100]:
             begin = time.perf_counter_ns()
@@ -251,6 +263,15 @@ async def run(repeat: int = 20) -> list[Row]:
                 1e9 / ours_median,
                 f"median {ours_median / 1e3:.2f} us, crosses {low}..{high} ticks (median {median:.0f})",
                 ratios(1e9 / ours_median, [*peer_rows, quoter_row]),
+            )
+        )
+        cold_median = _median_ns(cold_ns[name])
+        rows.append(
+            Row(
+                task,
+                "perpetua, first quote on a new tick map",
+                1e9 / cold_median,
+                f"median {cold_median / 1e3:.1f} us (builds the swap path it needs)",
             )
         )
         rows.extend(peer_rows)
