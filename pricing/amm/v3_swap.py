@@ -5,6 +5,14 @@
 changes the rounding), the same price-limit and tick-crossing rules, the same fees. Amounts are token
 base units, prices Q64.96 sqrt prices, fees in pips (hundredths of a bip), liquidity in
 sqrt(token0 * token1) base units.
+
+Two shortcuts give the loop's own result faster, both exact because a step that reaches its next
+boundary has amounts that depend only on its two prices, the liquidity and the fee, and the loop
+takes it exactly when what remains covers it: every run of such whole steps from a boundary is one
+bisection of prefix sums (`pricing.amm.v3_swap_path`, built per tick map as swaps need it), and the
+step from a state's price to its first boundary is memoised per state (quotes of many sizes on one
+state). A swap of any size then costs a few steps; the stepwise loop without them is kept as the
+reference of tests/pricing/test_amm_v3_fast.py.
 """
 
 from __future__ import annotations
