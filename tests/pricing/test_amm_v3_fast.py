@@ -114,13 +114,16 @@ def random_swap(rng: random.Random, state: V3PoolState) -> Swap | None:
     amount = magnitude if rng.random() < 0.5 else -magnitude
     price = state.sqrt_price_x96
     away = rng.randint(1, 20_000)
+    # a limit exactly on an initialized tick's price, one unit either side, or anywhere
+    beyond = [t for t, _ in state.ticks if (t <= state.tick if zero_for_one else t > state.tick)] or [0]
+    on_tick = get_sqrt_ratio_at_tick(rng.choice(beyond)) + rng.choice([-1, 0, 0, 1])
     if zero_for_one:
         other = max(get_sqrt_ratio_at_tick(max(state.tick - away, MIN_TICK)), MIN_SQRT_RATIO + 1)
-        limit = rng.choice([MIN_SQRT_RATIO + 1, other, price - 1])
+        limit = rng.choice([MIN_SQRT_RATIO + 1, other, price - 1, on_tick])
         valid = MIN_SQRT_RATIO < limit < price
     else:
         other = min(get_sqrt_ratio_at_tick(min(state.tick + away, MAX_TICK)), MAX_SQRT_RATIO - 1)
-        limit = rng.choice([MAX_SQRT_RATIO - 1, other, price + 1])
+        limit = rng.choice([MAX_SQRT_RATIO - 1, other, price + 1, on_tick])
         valid = price < limit < MAX_SQRT_RATIO
     return (zero_for_one, amount, limit) if valid else None
 
@@ -209,6 +212,29 @@ def test_a_swap_that_ends_on_a_boundary_stops_there() -> None:
     assert isinstance(result, V3SwapResult)
     assert result.tick == 98 and result.sqrt_price_x96 == get_sqrt_ratio_at_tick(98)
     assert (result.amount0, result.amount1) == (-1, 3)
+
+
+def test_an_exact_output_capped_on_the_first_boundary_is_not_memoised() -> None:
+    # found by the random test: this exact output lands exactly on the first boundary (92160) with
+    # its output capped to the amount asked, less than the whole step's output; remembering it as
+    # the state's first step would give the exact input after it one unit less output
+    ticks = (
+        (-272700, 43), (-269460, 5153552139792513691591), (-266640, 7), (-219300, 2175238511254771632561),
+        (-190920, -2175238511254771632561), (-179040, 7030255118044912579686),
+        (-152220, 677727071201009873557861578184), (-88440, -43), (-27780, 1174410892212986033895791821321),
+        (37140, -1174410892212986033895791821321), (46260, 4923526975830570180479),
+        (80940, -5153552139792513691591), (105720, 9), (149700, -9), (181200, -7),
+        (310800, -7030255118044912579686), (314580, -677727071201009873557861578184),
+        (641040, -4923526975830570180479),
+    )  # fmt: skip
+    state = V3PoolState(
+        9259855949275632894869253473338, 95226, 677727083154791967433344338356, 100, 60, ticks, 170
+    )
+    capped = assert_same(state, True, -11260796349266833293226005736607, MIN_SQRT_RATIO + 1)
+    assert isinstance(capped, V3SwapResult) and capped.sqrt_price_x96 == get_sqrt_ratio_at_tick(92160)
+    assert capped.amount_out == 11260796349266833293226005736607
+    after = assert_same(state, True, 60943824251886794006589751185415, 5462272342068324912198305848729)
+    assert isinstance(after, V3SwapResult) and after.amount1 == -32484979828803745567529849372568
 
 
 @pytest.mark.parametrize("spacing", [1, 60])
