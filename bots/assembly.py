@@ -28,6 +28,7 @@ check, the `LimitChecks` of `risk:` the second; `EngineMetrics` observe the engi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -78,7 +79,7 @@ from core.errors import PerpetuaError
 from core.events import Event, Fill, FundingPayment, OrderUpdate
 from core.instruments import InstrumentRegistry, Pool, Spot
 from core.kill_switch import KillSwitch
-from core.orders import Request
+from core.orders import OrderRequest, Request
 from core.portfolio import Portfolio
 from core.risk_checks import LimitChecks
 from core.venue import Venue, VenueState
@@ -137,9 +138,8 @@ class RenamedVenue:
 
     async def submit(self, request: Request) -> OrderUpdate:
         """Send `request` with the venue's symbol; the answer in our ids."""
-        instrument = getattr(request, "instrument", None)
-        if instrument is not None and instrument in self.to_venue:
-            request = request._replace(instrument=self.to_venue[instrument])  # type: ignore[union-attr]
+        if isinstance(request, OrderRequest) and request.instrument in self.to_venue:
+            request = dataclasses.replace(request, instrument=self.to_venue[request.instrument])
         update: OrderUpdate = await self.inner.submit(request)
         return self._ours(update)  # type: ignore[no-any-return]
 
@@ -323,11 +323,13 @@ class _Wiring:
     poll_interval_s: float = 1.0
 
 
-def sandbox_config(cfg: PerpetuaConfig, info: Any) -> PerpetuaConfig:
+def sandbox_config(cfg: PerpetuaConfig, info: Any, sample_ns: int | None = None) -> PerpetuaConfig:
     """`cfg` pointed at a running sandbox (`SandboxInfo`): RPC, addresses, emulator URLs.
 
     The Binance emulator serves spot only: a ccxt venue keeps its spot markets there (a perpetual
     needs the separate futures emulator, not wired yet: its markets are dropped with a warning).
+    The sandbox replays a past market whose token has no multiplier change: a tokenized stock keeps
+    the multiplier in force at `sample_ns` (ns), without the changes scheduled in wall time.
     """
     venues: list[Any] = []
     for venue in cfg.venues:
@@ -374,7 +376,14 @@ def sandbox_config(cfg: PerpetuaConfig, info: Any) -> PerpetuaConfig:
     instruments: list[Any] = []
     for inst in cfg.instruments:
         if isinstance(inst, TokenizedStockConfig):
-            inst = inst.model_copy(update={"address": info.token, "chain_id": info.chain_id})
+            update = {"address": info.token, "chain_id": info.chain_id}
+            if sample_ns is not None and inst.multiplier.changes:
+                at_sample = inst.multiplier.build().at(sample_ns)
+                update["multiplier"] = inst.multiplier.model_copy(
+                    update={"initial": at_sample, "changes": []}
+                )
+                log.info("sandbox: %s multiplier %s (as at the sample's time)", inst.id, at_sample)
+            inst = inst.model_copy(update=update)
         elif isinstance(inst, PoolConfig):
             inst = inst.model_copy(update={"address": info.pool, "chain_id": info.chain_id})
         instruments.append(inst)
@@ -560,7 +569,25 @@ async def _uniswap(
     )
     await uniswap.start()
     stack.push_async_callback(uniswap.close)
-    return uniswap, []
+    # The venue streams a pool's state after each of its logs; a quiet pool needs its state now.
+    initial = [FeedVenue(f"{venue.name}:{p.id}:state", _state_now(session.w3, venue.name, p)) for p in pools]
+    return uniswap, initial
+
+
+def _state_now(w3: Any, venue: str, pool: Pool) -> Callable[[], AsyncIterator[Event]]:
+    """A source that yields the pool's state at the latest block once, then waits (it never ends)."""
+    from connectors.evm.uniswap_v2 import UniswapV2Pair
+    from connectors.evm.uniswap_v3 import UniswapV3Pool
+
+    async def stream() -> AsyncIterator[Event]:
+        chain_pool: Any = (
+            UniswapV3Pool(w3, pool.address) if pool.version == 3 else UniswapV2Pair(w3, pool.address)
+        )
+        await chain_pool.refresh()
+        yield chain_pool.to_pool_state_event(time.time_ns(), venue, pool.id, chain_pool.block_number)
+        await asyncio.Event().wait()
+
+    return stream
 
 
 def _chainlink(venue: ChainlinkVenue, wiring: _Wiring, max_age_ns: int, stack: AsyncExitStack) -> FeedVenue:
@@ -731,13 +758,15 @@ async def build_bot(
     environ: Mapping[str, str] | None = None,
     metrics_port: int | None = DEFAULT_METRICS_PORT,
     sandbox_params: Any = None,
+    sandbox: Any = None,
     storage_url: str | None = None,
 ) -> Bot:
     """Build everything `cfg` describes (module docstring); `StartupError` when it cannot start.
 
     `environ` (default `os.environ`) is where secrets are read; `metrics_port` None serves no
-    metrics (0: a free port); `sandbox_params` (a `SandboxParams`) tunes the sandbox;
-    `storage_url` overrides `storage.url`.
+    metrics (0: a free port); `sandbox_params` (a `SandboxParams`) tunes the sandbox the bot
+    starts, or `sandbox` is a started `Sandbox` to trade on (the caller closes it: tests share
+    one); `storage_url` overrides `storage.url`.
     """
     from strategies.loader import load_strategies
 
@@ -751,7 +780,9 @@ async def build_bot(
     strategies = load_strategies(cfg)  # a bad strategy reference or parameter refuses the start here
     stack = AsyncExitStack()
     try:
-        return await _build(cfg, mode, base_env, strategies, stack, metrics_port, sandbox_params, storage_url)
+        return await _build(
+            cfg, mode, base_env, strategies, stack, metrics_port, sandbox_params, sandbox, storage_url
+        )
     except BaseException:
         await stack.aclose()
         raise
@@ -765,20 +796,21 @@ async def _build(
     stack: AsyncExitStack,
     metrics_port: int | None,
     sandbox_params: Any,
+    sandbox: Any,
     storage_url: str | None,
 ) -> Bot:
     clock = LiveClock()
     wiring = _Wiring(environ=base_env)
-    sandbox = None
     if mode is Mode.SANDBOX:
         from bots.sandbox import PRIVATE_KEY_ENV, Sandbox
         from connectors.evm.keys import LocalSigner
 
-        sandbox = Sandbox(sandbox_params)
-        await sandbox.start()
-        stack.push_async_callback(sandbox.close)
+        if sandbox is None:
+            sandbox = Sandbox(sandbox_params)
+            await sandbox.start()
+            stack.push_async_callback(sandbox.close)
         secrets = sandbox.secrets.env()
-        cfg = sandbox_config(cfg, sandbox.info)
+        cfg = sandbox_config(cfg, sandbox.info, sandbox.time.sample_ns)
         wiring.environ = sandbox_environ(cfg, secrets, base_env)
         signer = LocalSigner.from_hex(secrets[PRIVATE_KEY_ENV], f"sandbox {PRIVATE_KEY_ENV}")
         wiring.signers = {
