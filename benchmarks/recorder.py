@@ -2,6 +2,8 @@
 
 Measures events accepted per second with the writer flushing (Arrow IPC + fsync) alongside, the
 time to seal and write the manifest, and a resume (reading the newest files back for dedup keys).
+Peer: a plain pyarrow `ParquetWriter` fed by the same stream, one `write_table` per 0.1 s batch, no
+write-ahead log, fsync, dedup or rotation: the floor of what recording to Parquet costs.
 Run: `.venv/bin/python -m benchmarks.recorder`.
 """
 
@@ -13,6 +15,9 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from bots.recorder import Recorder
 from core.events import Event, Quote
@@ -62,9 +67,39 @@ async def _run(n: int) -> None:
         started = time.perf_counter()
         await Recorder([], out).open()
         resumed = time.perf_counter() - started
-    print(f"{n:,} quotes accepted in {accepted:.2f} s: {n / accepted:,.0f} quotes/s (flushing every 0.1 s)")
+    peer = await _plain_parquet(n)
+    print(
+        f"{n:,} quotes accepted in {accepted:.2f} s: {n / accepted:,.0f} quotes/s (flushing every 0.1 s); "
+        f"{(n / accepted) / peer:.2f}x plain pyarrow ParquetWriter ({peer:,.0f} quotes/s)"
+    )
     print(f"sealed, manifest written at {sealed:.2f} s; Parquet {size / 1e6:.2f} MB, {size / n:.1f} B/quote")
     print(f"resume (newest files read back, {n:,} dedup keys): {resumed:.2f} s")
+
+
+async def _plain_parquet(n: int) -> float:
+    """Quotes per second of the peer: the same stream into one ParquetWriter, a table per 0.1 s."""
+    source = _Synthetic(n)
+    names = ["ts", "bid", "ask", "bid_size", "ask_size"]
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = pq.ParquetWriter(Path(tmp) / "quotes.parquet", pa.schema([(c, pa.float64()) for c in names]))
+        rows: list[tuple[float, ...]] = []
+        started = last = time.perf_counter()
+        stream = source.stream()
+        async for event in stream:
+            assert isinstance(event, Quote)
+            rows.append((float(event.ts), event.bid, event.ask, event.bid_size, event.ask_size))
+            final = event.ts == T0 + (n - 1) * 1_000_000
+            if final or time.perf_counter() - last >= 0.1:
+                columns = map(list, zip(*rows, strict=True))
+                writer.write_table(pa.table(dict(zip(names, columns, strict=True))))
+                rows.clear()
+                last = time.perf_counter()
+            if final:
+                break
+        elapsed = time.perf_counter() - started
+        writer.close()
+        await stream.aclose()  # type: ignore[attr-defined]
+    return n / elapsed
 
 
 def main() -> None:
