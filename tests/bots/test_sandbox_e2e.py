@@ -1,0 +1,407 @@
+"""The bot end to end in sandbox mode: the real assembly, connectors, engine and journal on the sandbox.
+
+One sandbox serves the module (anvil with the real Uniswap v3 contracts, the Binance and Alpaca
+emulators); its market driver is stepped by the tests (no noise traders, no random depegs), so the
+pool moves only by the test's `inject_depeg` and by the bot. References are independent of the bot:
+the pool's price read from slot0 through `UniswapV3Pool`, the wallet's token balance through the
+ERC-20, the orders the emulators received, the journal's SQLite file read back with `Journal`.
+Waits are bounded (a hang guard), never asserted on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from typer.testing import CliRunner, Result
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from bots.assembly import Bot, build_bot
+from bots.cli import app
+from bots.journal import Journal
+from bots.market_driver import DriverParams
+from bots.sandbox import Sandbox, SandboxParams
+from connectors.emulators.binance import Fault
+from connectors.evm.anvil import find_anvil
+from connectors.evm.erc20 import ERC20
+from connectors.evm.uniswap_v3 import UniswapV3Pool
+from core.config import PerpetuaConfig, parse_config
+from core.enums import OrderStatus, Side
+
+e2e = pytest.mark.asyncio(loop_scope="module")
+
+REPO = Path(__file__).resolve().parents[2]
+PARAMS = SandboxParams(
+    start="2025-07-01T14:00:00Z",  # a Tuesday, 30 minutes into the regular session
+    drive=False,
+    driver=DriverParams(swap_probability=0.0, depeg_probability=0.0, seed=5),
+)
+DEPEG_ARB = """  - name: depeg_arb
+    strategy: strategies.depeg_arb:DepegArb
+    venues: [uniswap_local, alpaca]
+    instruments: [TSLAx/USDC, TSLA/USD, TSLAx]
+    params:
+      token: TSLAx
+      pools:
+        - {venue: uniswap_local, pool: TSLAx/USDC, gas_units: 130000, gas_tick_units: 20000,
+           gas_price_gwei: 2, native_price: 3000, slippage_bps: 20, quote_decimals: 6}
+      broker_venue: alpaca
+      stock_instrument: TSLA/USD
+      broker_spread_bps: 2
+      broker_fee_bps: 1
+      max_unhedged_shares: 20
+      max_trade_tokens: 80
+      max_hedge_shares: 20
+      min_profit: 1
+      open_pause_minutes: 0
+      open_wide_minutes: 0
+      check_interval_s: 60
+"""
+
+
+def config_text(
+    strategy: str = DEPEG_ARB, *, staleness_ms: int = 90_000, mode: str = "sandbox", daily_loss: int = 10**6
+) -> str:
+    """config.yaml with its strategies replaced, the data staleness limit and the daily loss limit set.
+
+    The sandbox runs a sample day in minutes: the inventory's swings would trip a day's limit of
+    1000 USD within a test, so the tests that are not about the kill switch raise it. The order
+    rate limit is raised too: the strategy closes a gap with a swap and a hedge every few 100 ms.
+    """
+    text = (REPO / "config.yaml").read_text()
+    head, _, rest = text.partition("strategies:\n")
+    _, _, tail = rest.partition("# ----")
+    text = head + "strategies:\n" + strategy + "\n# ----" + tail
+    text = text.replace("max_data_staleness_ms: 90000 ", f"max_data_staleness_ms: {staleness_ms} ")
+    text = text.replace("max_daily_loss: 1000 ", f"max_daily_loss: {daily_loss} ")
+    # a swap and its hedge every few hundred ms while a gap closes: more than 5 requests a second
+    text = text.replace("orders_per_second: 5 ", "orders_per_second: 50 ")
+    return text.replace("mode: sandbox", f"mode: {mode}")
+
+
+def sandbox_cfg(**kw: Any) -> PerpetuaConfig:
+    return parse_config(config_text(**kw), "e2e.yaml")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def box() -> AsyncIterator[Sandbox]:
+    async with Sandbox(PARAMS) as sandbox:
+        yield sandbox
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def w3(box: Sandbox) -> AsyncIterator[AsyncWeb3[Any]]:
+    web3 = AsyncWeb3(AsyncHTTPProvider(box.info.rpc_url))
+    yield web3
+    await web3.provider.disconnect()
+
+
+async def until(
+    box: Sandbox, condition: Callable[[], bool | Awaitable[bool]], what: str, limit_s: float = 60.0
+) -> None:
+    """Step the market (fresh quotes, rounds, sessions) until `condition()`; a hang guard, not a check."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while True:
+        done = condition()
+        if done if isinstance(done, bool) else await done:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"gave up waiting for {what} after {limit_s} s")
+        await box.driver.step()
+        await asyncio.sleep(0.15)
+
+
+async def pool_sqrt_price(box: Sandbox, w3: AsyncWeb3[Any]) -> int:
+    """The pool's Q64.96 sqrt price, read from slot0."""
+    pool = UniswapV3Pool(w3, box.info.pool)
+    await pool.refresh()
+    return pool.state.sqrt_price_x96
+
+
+def premium_bps(box: Sandbox, sqrt_price_x96: int) -> float:
+    """A pool sqrt price (USDC per TSLAx) vs the broker emulator's mid now, in bps."""
+    price = Decimal(sqrt_price_x96) ** 2 / Decimal(2**192) * Decimal(10**12)
+    assert box.alpaca is not None
+    quote = box.alpaca.quotes["TSLA"]
+    fair = (quote.bid + quote.ask) / 2
+    return float((price / fair - 1) * 10_000)
+
+
+def settled(bot: Bot, w3: AsyncWeb3[Any], fills_before: int) -> Callable[[], Awaitable[bool]]:
+    """True once the bot swapped on the pool, hedged it all, and has seen the pool after its last swap."""
+    strategy: Any = bot.engine.strategies[0]
+    ctx = bot.engine.contexts[0]
+
+    async def check() -> bool:
+        swaps = [f for f in bot.engine.fills[fills_before:] if f.venue == "uniswap_local"]
+        if not swaps or bot.engine.open_orders() or abs(strategy.net_delta(ctx)) >= Decimal("0.01"):
+            return False
+        receipt = await w3.eth.get_transaction_receipt(swaps[-1].trade_id)  # type: ignore[arg-type]
+        state = bot.engine.pools[("uniswap_local", "TSLAx/USDC")]
+        return state.block_number >= receipt["blockNumber"]  # it decided on the pool after its swap
+
+    return check
+
+
+def alpaca_orders(box: Sandbox) -> list[dict[str, Any]]:
+    assert box.alpaca is not None
+    return [r.body for r in box.alpaca.requests_to("/v2/orders", "POST") if r.body is not None]
+
+
+async def started(cfg: PerpetuaConfig, box: Sandbox, db: Path) -> tuple[Bot, asyncio.Task[None]]:
+    bot = await build_bot(cfg, sandbox=box, metrics_port=0, storage_url=f"sqlite+aiosqlite:///{db}")
+    task = asyncio.create_task(bot.run(install_signals=False))
+    return bot, task
+
+
+async def stopped(bot: Bot, task: asyncio.Task[None]) -> None:
+    bot.stop()
+    async with asyncio.timeout(30):
+        await task
+
+
+# --------------------------------------------------------------------------------------------
+# Trading
+
+
+@e2e
+async def test_the_bot_closes_an_injected_depeg_and_hedges_on_the_broker(
+    box: Sandbox, w3: AsyncWeb3[Any], tmp_path: Path
+) -> None:
+    token = ERC20(w3, box.info.token)
+    tokens_before = await token.balance_of(box.info.wallet)
+    orders_before = len(alpaca_orders(box))
+    bot, task = await started(sandbox_cfg(), box, tmp_path / "journal.sqlite")
+    strategy: Any = bot.engine.strategies[0]
+    ctx = bot.engine.contexts[0]
+
+    try:
+        await until(
+            box, lambda: strategy.fair_value(ctx) is not None and bool(bot.engine.pools), "fair value"
+        )
+        _, depegged = await box.driver.inject_depeg(300)
+        premium_before = premium_bps(box, depegged)
+        await until(box, settled(bot, w3, 0), "the arbitrage and its hedge")
+    finally:
+        await stopped(bot, task)
+    premium_after = premium_bps(box, await pool_sqrt_price(box, w3))
+
+    sold = Decimal(tokens_before - await token.balance_of(box.info.wallet)) / 10**18
+    assert sold > 0
+    # The gap closed down to the trade's costs (pool fee 30 bps, hedge 3, mint 10, safety 10, gas),
+    # not beyond fair value.
+    assert premium_before > 295
+    assert 0 < premium_after < 80
+    # The hedge: market buys at the broker for exactly what was sold (in 1e-9 share steps).
+    orders = alpaca_orders(box)[orders_before:]
+    assert orders and all(
+        o["side"] == "buy" and o["type"] == "market" and o["symbol"] == "TSLA" for o in orders
+    )
+    bought = sum(Decimal(o["qty"]) for o in orders)
+    assert Decimal(0) <= sold - bought < Decimal("1e-9") * len(orders)
+    assert box.alpaca is not None and box.alpaca.position("TSLA") >= bought
+    # Every order went through the journal, with the venue's fills.
+    journal = await Journal.open(f"sqlite+aiosqlite:///{tmp_path / 'journal.sqlite'}")
+    try:
+        journaled = await journal.orders()
+        assert {o.client_order_id for o in journaled} == {o.client_order_id for o in bot.engine.orders}
+        assert all(o.status == OrderStatus.FILLED.value for o in journaled)
+        fills = await journal.fills()
+        assert sum(f.quantity for f in fills if f.venue == "alpaca") == bought
+        assert sum(f.quantity for f in fills if f.venue == "uniswap_local" and f.side is Side.SELL) == sold
+    finally:
+        await journal.close()
+
+
+async def arbitraged(box: Sandbox, bot: Bot, w3: AsyncWeb3[Any], bps: float = 300) -> None:
+    """Wait for a fresh fair value and a pool state, open a gap of `bps`, wait until it is traded."""
+    strategy: Any = bot.engine.strategies[0]
+    ctx = bot.engine.contexts[0]
+    await until(box, lambda: strategy.fair_value(ctx) is not None and bool(bot.engine.pools), "fair value")
+    fills_before = len(bot.engine.fills)
+    await box.driver.inject_depeg(bps)
+    await until(box, settled(bot, w3, fills_before), "the arbitrage and its hedge")
+
+
+# --------------------------------------------------------------------------------------------
+# Risk
+
+
+@e2e
+async def test_the_kill_switch_trips_on_stale_data_and_holds(
+    box: Sandbox, w3: AsyncWeb3[Any], tmp_path: Path
+) -> None:
+    bot, task = await started(sandbox_cfg(staleness_ms=3000), box, tmp_path / "journal.sqlite")
+    loop = asyncio.get_running_loop()
+    try:
+        await arbitraged(box, bot, w3)  # positions are open now
+        assert bot.kill_switch.tripped is None
+        # The market stands still: no broker quote for longer than max_data_staleness_ms.
+        deadline = loop.time() + 30
+        while bot.kill_switch.tripped is None and loop.time() < deadline:  # noqa: ASYNC110 - polled state
+            await asyncio.sleep(0.2)
+        trip = bot.kill_switch.tripped
+        assert trip is not None and trip.cause.value == "stale_data"
+        assert trip.detail.startswith("no fresh TSLA reference price (alpaca TSLA/USD) for ")
+        assert trip.detail.endswith(" ms with positions open, max_data_staleness_ms 3000")
+        nonce = await w3.eth.get_transaction_count(box.info.wallet)
+        broker_orders = len(alpaca_orders(box))
+        orders = len(list(bot.engine.orders))
+        # The market comes back with a new gap: the strategy tries, the switch holds until a reset.
+        await box.driver.inject_depeg(300)
+        refused = f"kill switch (stale_data): {trip.detail}; refusing new orders until reset"
+        await until(box, lambda: any(r.reason == refused for r in bot.engine.rejections), "a refused order")
+        assert bot.kill_switch.tripped == trip
+        assert await w3.eth.get_transaction_count(box.info.wallet) == nonce  # nothing sent on chain
+        assert len(alpaca_orders(box)) == broker_orders
+        new = list(bot.engine.orders)[orders:]
+        assert new and all(o.status is OrderStatus.REJECTED and o.reason == refused for o in new)
+        health = bot.metrics_server
+        assert health is not None
+        async with aiohttp.ClientSession() as session, session.get(health.url + "/health") as reply:
+            body = await reply.json()
+        assert reply.status == 503 and body["checks"]["kill_switch"]["ok"] is False
+    finally:
+        await stopped(bot, task)
+
+
+# --------------------------------------------------------------------------------------------
+# Outages
+
+
+@e2e
+async def test_an_exchange_outage_and_dropped_streams_are_survived(
+    box: Sandbox, w3: AsyncWeb3[Any], tmp_path: Path
+) -> None:
+    bot, task = await started(sandbox_cfg(), box, tmp_path / "journal.sqlite")
+    assert box.binance is not None and box.alpaca is not None
+    try:
+        key = ("binance", "TSLAx/USDT")
+        await until(
+            box, lambda: key in bot.engine.quotes and ("alpaca", "TSLA/USD") in bot.engine.quotes, "quotes"
+        )
+        # Binance stops answering (every REST call a 503) and drops its websockets; Alpaca drops its own.
+        box.binance.inject(Fault("server_error", times=40))
+        down_ns = time.time_ns()
+        await box.binance.streams.drop()
+        await box.alpaca.drop_streams()
+        binance = next(h for h in bot.driver.health if h.venue == "binance")
+        await until(box, lambda: binance.restarts > 0, "the binance stream to fail over")
+        assert binance.errors[0].startswith("VenueUnavailable: binance: ")  # REST gave up; the bot did not
+        await until(
+            box,
+            lambda: (
+                bot.engine.quotes[key].ts > down_ns and bot.engine.quotes[("alpaca", "TSLA/USD")].ts > down_ns
+            ),
+            "quotes after the outage",
+        )
+        assert not task.done()
+        # ... and the bot still trades.
+        await arbitraged(box, bot, w3)
+        assert not task.done()
+    finally:
+        box.binance.faults.clear()
+        await stopped(bot, task)
+
+
+@e2e
+async def test_an_anvil_restart_is_survived(box: Sandbox, w3: AsyncWeb3[Any], tmp_path: Path) -> None:
+    bot, task = await started(sandbox_cfg(), box, tmp_path / "journal.sqlite")
+    assert box.anvil is not None
+    try:
+        await until(box, lambda: bool(bot.engine.pools), "a pool state")
+        state = (await w3.provider.make_request("anvil_dumpState", []))["result"]
+        node = box.anvil
+        await node.stop()
+        await asyncio.sleep(1.0)  # the bot polls a dead node meanwhile
+        node.process = await asyncio.create_subprocess_exec(
+            str(find_anvil()),
+            *node.args,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while True:
+            try:
+                await w3.eth.chain_id
+                break
+            except Exception:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+        assert (await w3.provider.make_request("anvil_loadState", [state]))["result"] is True
+        fills = len(bot.engine.fills)
+        await arbitraged(box, bot, w3)
+        assert not task.done()
+        assert any(f.venue == "uniswap_local" for f in bot.engine.fills[fills:])
+    finally:
+        await stopped(bot, task)
+
+
+# --------------------------------------------------------------------------------------------
+# Refusing to start
+
+
+def invoke(*args: str, env: dict[str, str | None] | None = None) -> Result:
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "250", **(env or {})})
+
+
+def test_a_bad_config_refuses_to_start(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        config_text().replace("venues: [uniswap_local, alpaca]", "venues: [uniswap_local, alpacka]")
+    )
+    result = invoke("run", str(path), "--no-metrics")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"Invalid config {path} (1 problem):",
+        "  strategies[0].venues[1]: unknown venue (did you mean 'alpaca'?), got 'alpacka'",
+    ]
+
+
+def test_bad_strategy_parameters_refuse_to_start(tmp_path: Path) -> None:
+    path = tmp_path / "bad_params.yaml"
+    path.write_text(config_text().replace("max_trade_tokens: 80", "max_trade_tokens: -5"))
+    result = invoke("run", str(path), "--no-metrics")
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == "perpetua run: cannot start perpetua-sandbox (1 problem(s)):"
+    assert lines[1].startswith("  strategies[0].params.max_trade_tokens: ")
+    assert lines[1].endswith("got -5")
+
+
+LIVE_VARS = [
+    "PERPETUA_KEYSTORE_PASSWORD",
+    "BINANCE_API_KEY",
+    "BINANCE_API_SECRET",
+    "APCA_API_KEY_ID",
+    "APCA_API_SECRET_KEY",
+]
+
+
+def test_missing_secrets_refuse_to_start_naming_key_and_variable(tmp_path: Path) -> None:
+    path = tmp_path / "live.yaml"
+    path.write_text(config_text(mode="live"))
+    secret = "sk-e2e-not-printed-91Xq"
+    env: dict[str, str | None] = {var: None for var in LIVE_VARS}
+    env["BINANCE_API_KEY"] = secret  # set: not reported, and its value never shown
+    result = invoke("run", str(path), "--no-metrics", env=env)
+    assert result.exit_code == 2
+    assert secret not in result.output
+    unset = "is not set; export it before starting the bot"
+    assert result.stderr.splitlines() == [
+        "perpetua run: cannot start perpetua-sandbox (4 problem(s)):",
+        f"  venues[0].keystore_password_env: environment variable PERPETUA_KEYSTORE_PASSWORD {unset}",
+        f"  venues[1].secret_env: environment variable BINANCE_API_SECRET {unset}",
+        f"  venues[2].api_key_env: environment variable APCA_API_KEY_ID {unset}",
+        f"  venues[2].secret_key_env: environment variable APCA_API_SECRET_KEY {unset}",
+    ]
