@@ -12,6 +12,7 @@ log line every `summary_every_s` says the same in short.
 
 from __future__ import annotations
 
+import math
 import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,8 @@ def token_prices(bot: Bot) -> list[tuple[str, str, str, float]]:
     rows: list[tuple[str, str, str, float]] = []
     for (venue, instrument_id), quote in sorted(engine.quotes.items()):
         pair = instruments.get(instrument_id)
+        if not math.isfinite(quote.bid + quote.ask):  # a side of the book is empty
+            continue
         if isinstance(pair, Spot) and isinstance(instruments.get(pair.base), TokenizedStock):
             rows.append((pair.base, venue, instrument_id, 0.5 * (quote.bid + quote.ask)))
     for (venue, pool_id), state in sorted(engine.pools.items()):

@@ -11,6 +11,9 @@ Waits are bounded (a hang guard), never asserted on.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
@@ -405,3 +408,165 @@ def test_missing_secrets_refuse_to_start_naming_key_and_variable(tmp_path: Path)
         f"  venues[2].api_key_env: environment variable APCA_API_KEY_ID {unset}",
         f"  venues[2].secret_key_env: environment variable APCA_API_SECRET_KEY {unset}",
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# kill -9 mid-trade, then a restart
+
+
+def live_config(box: Sandbox, db: Path) -> str:
+    """A live-mode config on the sandbox's Binance and Alpaca emulators: the token's book and the broker."""
+    info = box.info
+    return f"""
+name: e2e-live
+mode: live
+venues:
+  - name: binance
+    kind: ccxt
+    exchange: binance
+    api_key_env: BINANCE_API_KEY
+    secret_env: BINANCE_API_SECRET
+    base_url: {info.binance_url}
+    options:
+      {{defaultType: spot, fetchCurrencies: false, fetchMargins: false, fetchMarkets: {{types: [spot]}}}}
+    markets: {{TSLAx/USDT: TSLAX/USDT}}
+  - name: alpaca
+    kind: alpaca
+    api_key_env: APCA_API_KEY_ID
+    secret_key_env: APCA_API_SECRET_KEY
+    base_url: {info.alpaca_url}
+    symbols: {{TSLA/USD: TSLA}}
+instruments:
+  - {{id: TSLAx, kind: tokenized_stock, underlying: TSLA, issuer: xstocks, chain_id: 31337,
+     address: "{info.token}", decimals: 18}}
+  - {{id: TSLA/USD, kind: spot, base: TSLA, quote: USD, price_increment: 0.01,
+     size_increment: 0.000000001, min_size: 0.000000001}}
+  - {{id: TSLAx/USDT, kind: spot, base: TSLAx, quote: USDT, price_increment: 0.01, size_increment: 0.001}}
+strategies:
+  - name: arb
+    strategy: strategies.depeg_arb:DepegArb
+    venues: [binance, alpaca]
+    params:
+      token: TSLAx
+      books: [{{venue: binance, instrument: TSLAx/USDT, taker_fee_bps: 10}}]
+      broker_venue: alpaca
+      stock_instrument: TSLA/USD
+      max_trade_tokens: 1
+      min_profit: 1
+      open_pause_minutes: 0
+      open_wide_minutes: 0
+risk:
+  currency: USD
+  max_position: 100
+  max_notional: 25000
+  max_order_rate: {{orders_per_second: 50, window_ms: 1000}}
+  max_daily_loss: 1000000
+  max_data_staleness_ms: 600000
+  price_band_bps: 200
+  max_gas_price_gwei: 50
+storage:
+  url: sqlite+aiosqlite:///{db}
+"""
+
+
+async def quoting(box: Sandbox) -> None:
+    """The stock's quote at the broker, pushed every 200 ms (the bot's fair value: 300.05)."""
+    assert box.alpaca is not None
+    while True:
+        await box.alpaca.push_quote("TSLA", Decimal("300.00"), Decimal("300.10"))
+        await asyncio.sleep(0.2)
+
+
+async def bot_process(config: Path, box: Sandbox, *args: str) -> asyncio.subprocess.Process:
+    env = {**os.environ, **box.secrets.env()}
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bots",
+        "--json-logs",
+        "run",
+        str(config),
+        "--no-metrics",
+        *args,
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def journal_orders(db: Path, venue: str) -> list[Any]:
+    journal = await Journal.open(f"sqlite+aiosqlite:///{db}")
+    try:
+        return await journal.orders(venue=venue)
+    finally:
+        await journal.close()
+
+
+@e2e
+async def test_kill_9_mid_trade_then_restart_loses_nothing_and_sends_nothing_twice(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    binance = box.binance
+    assert binance is not None
+    db = tmp_path / "live.sqlite"
+    config = tmp_path / "live.yaml"
+    config.write_text(live_config(box, db))
+    # The book's bid is 1.3% over fair value: worth selling 1 token into (fees 10 bps, band 200 bps).
+    binance.set_book("TSLAXUSDT", [(Decimal("304"), Decimal("3"))], [(Decimal("330"), Decimal("5"))])
+    # The first order is held 3 s by the exchange: the bot dies while it is in flight.
+    binance.inject(Fault("delay", path="/api/v3/order", method="POST", delay=3.0, times=1))
+    posts_before = len([r for r in binance.requests if r.method == "POST" and r.path == "/api/v3/order"])
+    quotes = asyncio.create_task(quoting(box))
+    loop = asyncio.get_running_loop()
+    try:
+        bot = await bot_process(config, box)
+        deadline = loop.time() + 60
+        intent = None
+        while intent is None or binance.faults[-1].times:  # journaled, and the exchange holds the order
+            assert loop.time() < deadline, "no order intent journaled and sent"
+            await asyncio.sleep(0.05)
+            if db.exists():
+                intent = next((o for o in await journal_orders(db, "binance") if o.is_intent), None)
+        bot.send_signal(signal.SIGKILL)
+        assert await bot.wait() == -signal.SIGKILL
+        coid = intent.client_order_id
+        deadline = loop.time() + 20  # the held request is served after the bot died
+        while not any(o.client_order_id == coid for o in binance.orders.values()):
+            assert loop.time() < deadline, "the exchange never placed the in-flight order"
+            await asyncio.sleep(0.1)
+        # Restart: reconciliation finds the order and its fill; the bot trades on for 6 s.
+        again = await bot_process(config, box, "--duration", "6")
+        async with asyncio.timeout(60):
+            _, stderr = await again.communicate()
+        assert again.returncode == 0, stderr.decode()[-2000:]
+    finally:
+        quotes.cancel()
+    posts = [r for r in binance.requests if r.method == "POST" and r.path == "/api/v3/order"][posts_before:]
+    sent = [r.params["newClientOrderId"] for r in posts]
+    assert coid in sent
+    assert len(sent) == len(set(sent))  # no client order id sent twice
+    at_venue = {o.client_order_id: o for o in binance.orders.values() if o.client_order_id in sent}
+    assert set(at_venue) == set(sent)
+    journaled = {o.client_order_id: o for o in await journal_orders(db, "binance")}
+    assert set(journaled) == set(sent)  # journal == venue: the same orders...
+    status = {
+        "FILLED": "filled",
+        "EXPIRED": "expired",
+        "CANCELED": "cancelled",
+        "PARTIALLY_FILLED": "expired",
+    }
+    for cid, order in at_venue.items():  # ... in the same state, with the same fills
+        assert journaled[cid].filled_quantity == order.executed_qty
+        assert journaled[cid].status == status.get(order.status, order.status.lower())
+    journal = await Journal.open(f"sqlite+aiosqlite:///{db}")
+    try:
+        fills = await journal.fills(venue="binance")
+        history = [entry.source for entry in await journal.history(coid)]
+    finally:
+        await journal.close()
+    for cid, order in at_venue.items():
+        mine = [f for f in fills if f.client_order_id == cid]
+        assert len(mine) == len(order.fills)
+        assert sum(f.quantity for f in mine) == order.executed_qty
+    assert at_venue[coid].executed_qty == 1 and history[0] == "intent" and "reconcile" in history
