@@ -8,7 +8,17 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ["events", "pricing", "implied_vol", "everlasting", "amm", "connectors", "backtest", "recorder", "latency"]
+MODULES = [
+    "events",
+    "pricing",
+    "implied_vol",
+    "everlasting",
+    "amm",
+    "connectors",
+    "backtest",
+    "recorder",
+    "latency",
+]
 
 for name in sys.argv[1:] or MODULES:
     print(f"\n== benchmarks.{name}", flush=True)
