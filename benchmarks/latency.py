@@ -9,7 +9,8 @@ the depeg arbitrage of `tests/bots/test_sandbox_e2e.py` on a sandbox whose marke
   down); measured from the moment that swap is mined (its Swap log exists) to (a) our SwapRequest
   leaving the engine for the venue and (b) the venue's acknowledgement: our swap transaction
   accepted by the node (it first waits for the token approval to be mined).
-- **book**: the Binance emulator's bid jumps 1.3% over fair value (pushed on its websocket); from
+- **book**: the Binance emulator's bid jumps 1.3% over fair value, or its ask 1.3% under it, in
+  turns (pushed on its websocket); from
   `set_book` to (a) our IOC order leaving the engine and (b) the POST reaching the emulator
   (`RecordedRequest.received_at`, the same monotonic clock).
 
@@ -157,9 +158,16 @@ async def measure(rounds: int) -> dict[str, list[float]]:
                     # book: a rich bid appears on the exchange
                     sent = len(book_venue.sent)
                     posts = len(box.binance.requests)
+                    # alternately a rich bid and a cheap ask, so the inventory goes back and forth
                     rich = (fair * Decimal("1.013")).quantize(Decimal("0.01"))
+                    cheap = (fair * Decimal("0.987")).quantize(Decimal("0.01"))
+                    bids, asks = [(calm_bid, Decimal(5))], [(calm_ask, Decimal(5))]
+                    if i % 2 == 0:
+                        bids = [(rich, Decimal(1))]
+                    else:
+                        asks = [(cheap, Decimal(1))]
                     pushed = time.monotonic()
-                    box.binance.set_book("TSLAXUSDT", [(rich, Decimal(1))], [(calm_ask, Decimal(5))])
+                    box.binance.set_book("TSLAXUSDT", bids, asks)
                     await _wait(lambda s=sent: len(book_venue.acked) > s)
                     post = next(
                         r
