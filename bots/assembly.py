@@ -569,25 +569,55 @@ async def _uniswap(
     )
     await uniswap.start()
     stack.push_async_callback(uniswap.close)
-    # The venue streams a pool's state after each of its logs; a quiet pool needs its state now.
-    initial = [FeedVenue(f"{venue.name}:{p.id}:state", _state_now(session.w3, venue.name, p)) for p in pools]
-    return uniswap, initial
+    return PoolsPrimed(uniswap, pools), []
 
 
-def _state_now(w3: Any, venue: str, pool: Pool) -> Callable[[], AsyncIterator[Event]]:
-    """A source that yields the pool's state at the latest block once, then waits (it never ends)."""
-    from connectors.evm.uniswap_v2 import UniswapV2Pair
-    from connectors.evm.uniswap_v3 import UniswapV3Pool
+class PoolsPrimed:
+    """A pool venue whose stream starts with every pool's state at the latest block.
 
-    async def stream() -> AsyncIterator[Event]:
-        chain_pool: Any = (
-            UniswapV3Pool(w3, pool.address) if pool.version == 3 else UniswapV2Pair(w3, pool.address)
-        )
-        await chain_pool.refresh()
-        yield chain_pool.to_pool_state_event(time.time_ns(), venue, pool.id, chain_pool.block_number)
-        await asyncio.Event().wait()
+    `UniswapVenue` streams a pool's state after each of its logs: a quiet pool would stay unknown
+    to the strategies until someone trades it. Each (re)start of the stream reads them first.
+    """
 
-    return stream
+    def __init__(self, inner: Any, pools: Iterable[Pool]) -> None:
+        self.inner = inner
+        self.name: str = inner.name
+        self.native_asset: str = inner.native_asset
+        self.session: Any = inner.session
+        self.pools = list(pools)
+
+    def __repr__(self) -> str:
+        return f"PoolsPrimed({self.inner!r})"
+
+    async def stream(self) -> AsyncIterator[Event]:
+        """The pools' states now, then the venue's own stream."""
+        from connectors.evm.uniswap_v2 import UniswapV2Pair
+        from connectors.evm.uniswap_v3 import UniswapV3Pool
+
+        w3 = self.session.w3
+        for pool in self.pools:
+            chain: Any = (
+                UniswapV3Pool(w3, pool.address) if pool.version == 3 else UniswapV2Pair(w3, pool.address)
+            )
+            await chain.refresh()
+            yield chain.to_pool_state_event(time.time_ns(), self.name, pool.id, chain.block_number)
+        async for event in self.inner.stream():
+            yield event
+
+    async def submit(self, request: Request) -> OrderUpdate:
+        """The venue's submit."""
+        update: OrderUpdate = await self.inner.submit(request)
+        return update
+
+    async def cancel(self, client_order_id: str) -> OrderUpdate:
+        """The venue's cancel."""
+        update: OrderUpdate = await self.inner.cancel(client_order_id)
+        return update
+
+    async def snapshot(self) -> VenueState:
+        """The venue's snapshot."""
+        state: VenueState = await self.inner.snapshot()
+        return state
 
 
 def _chainlink(venue: ChainlinkVenue, wiring: _Wiring, max_age_ns: int, stack: AsyncExitStack) -> FeedVenue:
