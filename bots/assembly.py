@@ -759,8 +759,9 @@ def _seed(
 ) -> dict[tuple[str, str], Decimal]:
     """Put each venue's balances into the portfolio (the venue is the truth at start).
 
-    `skip` (venue, asset): gas coins, which the pool venues book in the quote token instead, so
-    that the portfolio holds only what can be valued.
+    `skip` (venue, asset): gas coins, which the pool venues book in the quote token instead (the
+    portfolio holds only what can be valued), and what an issuer desk reports of the broker account
+    it shares (counted once, at the broker).
     """
     seeded: dict[tuple[str, str], Decimal] = {}
     for report in reports:
@@ -909,8 +910,10 @@ async def _build(
             feeds.append(FeedVenue(status.name, status.stream))
         feeds += wiring.feeds
         reports = await _reconcile(journal, bare, lookups)
-        gas_coins = frozenset((n, v.native_asset) for n, v in bare.items() if hasattr(v, "native_asset"))
-        seeded = _seed(portfolio, reports, gas_coins)
+        gas_coins = {(n, v.native_asset) for n, v in bare.items() if hasattr(v, "native_asset")}
+        # An issuer desk on a broker reports that broker's account: its balances are the broker's.
+        shared = {(r.venue, a) for r in reports if hasattr(bare[r.venue], "listings") for a in r.balances}
+        seeded = _seed(portfolio, reports, frozenset(gas_coins | shared))
         driver_venues = {}
     journaled = {name: JournalingVenue(v, journal, strategy_of=strategy_of) for name, v in bare.items()}
     engine.venues.update(journaled)
