@@ -693,6 +693,38 @@ async def _live_venues(
     return venues, feeds, lookups
 
 
+async def _paper_feeds(
+    cfg: PerpetuaConfig,
+    registry: InstrumentRegistry,
+    wiring: _Wiring,
+    calendar: MarketCalendar,
+    clock: LiveClock,
+    stack: AsyncExitStack,
+) -> list[Any]:
+    """Public market data of every venue (no orders, no signing): what the simulated venues trade on."""
+    from bots.recorder_sources import AlpacaSource, CcxtSource, MarketStatusSource
+
+    feeds: list[Any] = [MarketStatusSource(calendar)]
+    paper = _Wiring(environ=wiring.environ, poll_interval_s=wiring.poll_interval_s)  # no signer: read only
+    for venue in cfg.venues:
+        if isinstance(venue, UniswapV2Venue | UniswapV3Venue):
+            _, pool_feeds = await _uniswap(
+                cfg, venue.model_copy(update={"keystore": None}), registry, paper, stack
+            )
+            feeds += pool_feeds
+        elif isinstance(venue, CcxtVenue):
+            exchange, _ = await _ccxt_venue(venue, wiring.environ, clock, registry)
+            stack.push_async_callback(exchange.close)
+            feeds.append(CcxtSource(exchange))
+        elif isinstance(venue, AlpacaVenue):
+            broker = _alpaca(venue, wiring.environ, calendar, clock)
+            stack.push_async_callback(broker.close)
+            feeds.append(AlpacaSource(broker, {s: i for i, s in venue.symbols.items()}))
+        elif isinstance(venue, ChainlinkVenue):
+            feeds.append(_chainlink(venue, wiring, cfg.risk.max_data_staleness_ms * MS, stack))
+    return [f if isinstance(f, FeedVenue) else FeedVenue(f.name, f.stream) for f in feeds]
+
+
 def _issuer(
     cfg: PerpetuaConfig,
     venue: IssuerVenue,
@@ -878,11 +910,7 @@ async def _build(
 
     sims: list[SimVenue] = []
     if mode is Mode.PAPER:
-        from bots.recorder_sources import sources_from_config
-
-        sources = await sources_from_config(cfg)
-        stack.push_async_callback(sources.closers.aclose)
-        feeds = [FeedVenue(s.name, s.stream) for s in sources.sources]
+        feeds = await _paper_feeds(cfg, registry, wiring, calendar, clock, stack)
         settings = sim_settings(cfg)
         initial = cfg.backtest.initial_balances if cfg.backtest is not None else {}
         seeded: dict[tuple[str, str], Decimal] = {}
