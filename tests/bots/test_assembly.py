@@ -8,6 +8,7 @@ back), the emulators' received requests and the journal file.
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,12 +16,14 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from rich.console import Console
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from bots.assembly import RenamedVenue, build_bot, missing_secrets, run_id, sandbox_config, sandbox_environ
 from bots.journal import Journal
 from bots.market_driver import DriverParams
 from bots.sandbox import Sandbox, SandboxInfo, SandboxParams
+from bots.status_view import StatusView, summary
 from connectors.evm.uniswap_v3 import UniswapV3Pool
 from core.config import Mode, PerpetuaConfig, StockPerpConfig, load_config, parse_config
 from core.enums import OrderStatus, OrderType, Side
@@ -260,4 +263,11 @@ async def test_paper_mode_trades_live_data_on_simulated_venues(box: Sandbox, tmp
         assert [f.quantity for f in await journal.fills(venue="uniswap_local")] == [D("1.5")]
     finally:
         await journal.close()
+    # The status view of that run (rendered, not shown): mode, the pool's premium row, the fill.
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(StatusView(console).render(bot, None))
+    text = console.export_text()
+    assert f"perpetua-sandbox  paper mode, run {bot.run_id}" in text
+    assert "TSLAx/USDC@uniswap_local" in text and "Open orders (0), fills so far: 1" in text
+    assert summary(bot).startswith(f"{bot.driver.events_in} events, 1 fills, 0 open orders, ")
     assert load_config(REPO / "config.yaml").mode is Mode.SANDBOX
