@@ -931,6 +931,11 @@ async def _build(
         driver_venues: Mapping[str, Venue] = bare
     else:
         bare, feeds, lookups = await _live_venues(cfg, registry, wiring, calendar, clock, stack)
+        from bots.swap_lookup import SwapLookup
+
+        for name, venue in bare.items():
+            if isinstance(venue, PoolsPrimed):  # swaps in flight at a crash: the chain tells how they ended
+                lookups[name] = SwapLookup(venue.inner, journal)
         if mode is Mode.LIVE:
             from bots.recorder_sources import MarketStatusSource
 

@@ -29,12 +29,14 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from bots.assembly import Bot, build_bot
 from bots.cli import app
-from bots.journal import Journal
+from bots.journal import Journal, fill_key
 from bots.market_driver import DriverParams
-from bots.sandbox import Sandbox, SandboxParams
+from bots.sandbox import PRIVATE_KEY_ENV, Sandbox, SandboxParams
 from connectors.emulators.binance import Fault
 from connectors.evm.anvil import find_anvil
 from connectors.evm.erc20 import ERC20
+from connectors.evm.keys import write_keystore
+from connectors.evm.uniswap_events import V3Swap, decode_log
 from connectors.evm.uniswap_v3 import UniswapV3Pool
 from core.config import PerpetuaConfig, parse_config
 from core.enums import OrderStatus, Side
@@ -42,6 +44,7 @@ from core.enums import OrderStatus, Side
 e2e = pytest.mark.asyncio(loop_scope="module")
 
 REPO = Path(__file__).resolve().parents[2]
+D15 = Decimal("1.5")
 PARAMS = SandboxParams(
     start="2025-07-01T14:00:00Z",  # a Tuesday, 30 minutes into the regular session
     drive=False,
@@ -478,8 +481,10 @@ async def quoting(box: Sandbox) -> None:
         await asyncio.sleep(0.2)
 
 
-async def bot_process(config: Path, box: Sandbox, *args: str) -> asyncio.subprocess.Process:
-    env = {**os.environ, **box.secrets.env()}
+async def bot_process(
+    config: Path, box: Sandbox, *args: str, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    environ = {**os.environ, **box.secrets.env(), **(env or {})}
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -490,7 +495,7 @@ async def bot_process(config: Path, box: Sandbox, *args: str) -> asyncio.subproc
         "--no-metrics",
         *args,
         cwd=REPO,
-        env=env,
+        env=environ,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -648,3 +653,134 @@ async def test_perpetua_run_on_the_default_config_trades_then_stops_on_sigint(tm
     assert out.decode().splitlines()[-1].startswith("stopped after ")
     assert len(anvil) == 1 and not alive(anvil[0][0])  # its anvil is gone
     assert (tmp_path / "perpetua.sqlite").exists()
+
+
+def pool_config(box: Sandbox, db: Path, keystore: Path) -> str:
+    """A live-mode config trading the sandbox's pool (the wallet's keystore) against the broker's quote."""
+    info = box.info
+    return f"""
+name: e2e-pool
+mode: live
+venues:
+  - name: uniswap_local
+    kind: uniswap_v3
+    chain_id: 31337
+    rpc_url: {info.rpc_url}
+    keystore: {keystore}
+    keystore_password_env: PERPETUA_KEYSTORE_PASSWORD
+    factory: "{info.factory}"
+    swap_router: "{info.router}"
+    quoter: "{info.quoter}"
+  - name: alpaca
+    kind: alpaca
+    api_key_env: APCA_API_KEY_ID
+    secret_key_env: APCA_API_SECRET_KEY
+    base_url: {info.alpaca_url}
+    symbols: {{TSLA/USD: TSLA}}
+tokens:
+  - {{id: USDC, chain_id: 31337, address: "{info.usdc}", decimals: 6}}
+instruments:
+  - {{id: TSLAx, kind: tokenized_stock, underlying: TSLA, issuer: xstocks, chain_id: 31337,
+     address: "{info.token}", decimals: 18}}
+  - {{id: TSLA/USD, kind: spot, base: TSLA, quote: USD, price_increment: 0.01,
+     size_increment: 0.000000001, min_size: 0.000000001}}
+  - {{id: TSLAx/USDC, kind: pool, venue: uniswap_local, chain_id: 31337, address: "{info.pool}",
+     token0: TSLAx, token1: USDC, fee: 3000}}
+strategies:
+  - name: taker
+    strategy: strategies.fair_value:FairValueTaker
+    venues: [uniswap_local, alpaca]
+    params: {{token: TSLAx, venue: uniswap_local, instrument: TSLAx/USDC, max_premium_bps: 50,
+              order_size: 1.5, max_position: 15}}
+risk:
+  currency: USD
+  max_position: 100
+  max_notional: 25000
+  max_order_rate: {{orders_per_second: 50, window_ms: 1000}}
+  max_daily_loss: 1000000
+  max_data_staleness_ms: 600000
+  price_band_bps: 200
+  max_gas_price_gwei: 50
+storage:
+  url: sqlite+aiosqlite:///{db}
+"""
+
+
+async def rpc(w3: AsyncWeb3[Any], method: str, *params: Any) -> Any:
+    return (await w3.provider.make_request(method, list(params)))["result"]  # type: ignore[arg-type]
+
+
+@e2e
+async def test_kill_9_with_a_swap_pending_then_restart_records_its_fill_from_the_chain(
+    box: Sandbox, w3: AsyncWeb3[Any], tmp_path: Path
+) -> None:
+    db, keystore, config = tmp_path / "pool.sqlite", tmp_path / "wallet.json", tmp_path / "pool.yaml"
+    passphrase = "e2e-keystore-pass-7Hq2"
+    await write_keystore(
+        keystore, box.secrets.env()[PRIVATE_KEY_ENV], passphrase, kdf="pbkdf2", iterations=1000
+    )
+    config.write_text(pool_config(box, db, keystore))
+    assert box.alpaca is not None
+    quote = box.alpaca.quotes["TSLA"]
+
+    async def quoting() -> None:
+        while True:
+            await box.alpaca.push_quote("TSLA", quote.bid, quote.ask)  # type: ignore[union-attr]
+            await asyncio.sleep(0.2)
+
+    await box.driver.inject_depeg(300)  # the pool is rich: the bot will sell 1.5 TSLAx into it
+    await rpc(w3, "evm_setAutomine", False)  # from now on blocks are mined by hand
+    quotes = asyncio.create_task(quoting())
+    loop = asyncio.get_running_loop()
+    extra = {"PERPETUA_KEYSTORE_PASSWORD": passphrase}
+    try:
+        bot = await bot_process(config, box, env=extra)
+        deadline = loop.time() + 60
+        sent = None
+        while sent is None:  # mine the approval when it waits; stop when the swap waits, journaled
+            assert loop.time() < deadline, "no swap journaled as sent"
+            await asyncio.sleep(0.1)
+            pending = (await rpc(w3, "txpool_content"))["pending"].get(box.info.wallet.lower(), {})
+            if any(AsyncWeb3.to_checksum_address(tx["to"]) == box.info.token for tx in pending.values()):
+                await rpc(w3, "evm_mine")
+                continue
+            if db.exists():
+                try:
+                    orders = await journal_orders(db, "uniswap_local")
+                except OperationalError:
+                    continue
+                sent = next((o for o in orders if o.venue_order_id and o.status == "new"), None)
+        bot.send_signal(signal.SIGKILL)  # the swap is in the node's pool, its fill not yet seen
+        assert await bot.wait() == -signal.SIGKILL
+        await rpc(w3, "evm_mine")
+        await rpc(w3, "evm_setAutomine", True)
+        again = await bot_process(config, box, "--duration", "4", env=extra)
+        async with asyncio.timeout(60):
+            _, stderr = await again.communicate()
+        assert again.returncode == 0, stderr.decode()[-2000:]
+    finally:
+        await rpc(w3, "evm_setAutomine", True)
+        quotes.cancel()
+    receipt = await w3.eth.get_transaction_receipt(sent.venue_order_id)  # type: ignore[arg-type]
+    assert receipt["status"] == 1
+    (swap,) = [e for log in receipt["logs"] if isinstance(e := decode_log(log), V3Swap)]
+    sold, received = Decimal(swap.amount0) / 10**18, Decimal(-swap.amount1) / 10**6  # token0 = TSLAx
+    journal = await Journal.open(f"sqlite+aiosqlite:///{db}")
+    try:
+        order = await journal.order(sent.client_order_id)
+        fills = await journal.fills(client_order_id=sent.client_order_id)
+        history = [entry.source for entry in await journal.history(sent.client_order_id)]
+        sources = await journal.fill_sources()
+    finally:
+        await journal.close()
+    assert [sources[fill_key(f)] for f in fills] == ["reconcile"]  # the fill came from the chain, at restart
+    assert order is not None and order.status == "filled" and order.filled_quantity == sold == D15
+    (fill,) = fills
+    assert (fill.side, fill.quantity, fill.notional, fill.trade_id) == (
+        Side.SELL,
+        sold,
+        received,
+        sent.venue_order_id,
+    )
+    assert history[:2] == ["intent", "submit"] and "reconcile" in history
+    assert passphrase.encode() not in stderr and box.secrets.env()[PRIVATE_KEY_ENV].encode() not in stderr
