@@ -42,7 +42,7 @@ from bots.journal import (
     Journal,
     JournaledOrder,
 )
-from core.enums import Liquidity, OrderStatus
+from core.enums import Liquidity, OrderStatus, Side
 from core.events import Fill, OrderUpdate
 from core.money import MONEY
 from core.orders import OrderRequest, Request
@@ -318,7 +318,22 @@ class AlpacaOrderLookup:
     async def lookup(self, request: Request) -> OrderUpdate | None:
         """Alpaca's order with this client order id, or None if it never took it."""
         body = await self.broker._lookup(request.client_order_id)
-        return None if body is None else self.broker._update(body)
+        if body is None:
+            return None
+        found = self.broker._update(body)
+        if not found.status.is_terminal:
+            # The reconcile brings the journal to this state: the restarted broker takes the order
+            # over from there, so its stream reports only the fills after it.
+            self.broker.adopt_order(
+                request.client_order_id,
+                str(body.get("symbol", "")),
+                Side(str(body.get("side"))),
+                found.venue_order_id,
+                found.filled_quantity,
+                found.average_price,
+                found.status,
+            )
+        return found
 
     async def fills(self, request: Request, since_ns: int) -> Sequence[Fill] | None:
         """None: fills come from the cumulative filled quantity and average price."""

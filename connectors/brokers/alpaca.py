@@ -202,6 +202,21 @@ class AlpacaBroker:
             return
         self._emit(events)
 
+    def adopt_order(
+        self,
+        client_order_id: str,
+        instrument: str,
+        side: Side,
+        venue_order_id: str,
+        filled: Decimal,
+        average: Decimal | None,
+        status: OrderStatus,
+    ) -> None:
+        """Take over an order sent before a restart, with what was already reported of it (the journal's
+        cumulative filled quantity, shares, and average price, USD): its later fills are only the rest,
+        and the reconnect reconciliation reads it back."""
+        self._tracker.adopt(client_order_id, instrument, side, venue_order_id, filled, average, status)
+
     @classmethod
     def from_env(
         cls,

@@ -92,7 +92,6 @@ class _Known:
     filled: Decimal = ZERO
     average: Decimal | None = None
     status: OrderStatus = OrderStatus.NEW
-    fills: int = 0
 
 
 class OrderTracker:
@@ -105,6 +104,24 @@ class OrderTracker:
     def open_orders(self) -> dict[str, str]:
         """Client order id -> Alpaca order id of every order not yet in a terminal state."""
         return {cid: k.venue_order_id for cid, k in self._known.items() if not k.status.is_terminal}
+
+    def adopt(
+        self,
+        client_order_id: str,
+        symbol: str,
+        side: Side,
+        venue_order_id: str,
+        filled: Decimal,
+        average: Decimal | None,
+        status: OrderStatus,
+    ) -> None:
+        """Know an order from before a restart with what was already reported of it (from the journal).
+
+        Without this a restarted connector would report the order's whole filled quantity again.
+        """
+        if filled < 0 or (filled > 0 and average is None):
+            raise InvalidInput("filled", str(filled), "must be >= 0, with an average price when > 0")
+        self._known[client_order_id] = _Known(symbol, side, venue_order_id, filled, average, status)
 
     def filled(self, client_order_id: str) -> Decimal:
         """Cumulative quantity already reported as fills for this order (0 if unknown)."""
@@ -149,7 +166,6 @@ class OrderTracker:
                     price = execution[1]
                 else:
                     price = (average * filled - (known.average or ZERO) * known.filled) / delta
-            known.fills += 1
             events.append(
                 Fill(
                     ts,
@@ -162,7 +178,8 @@ class OrderTracker:
                     ZERO,  # Alpaca charges no commission on US equities
                     "USD",
                     Liquidity.TAKER,
-                    f"{known.venue_order_id}-{known.fills}",
+                    # Named by the cumulative quantity it brings the order to: the same id after a restart.
+                    f"{known.venue_order_id}@{filled.normalize():f}",
                 )
             )
             known.filled, known.average = filled, average

@@ -7,6 +7,7 @@ Alpaca's. The emulator's executions are the independent reference (cash moves by
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,6 +23,7 @@ from connectors.brokers.alpaca import AlpacaBroker
 from connectors.emulators.alpaca import AlpacaAsset, AlpacaEmulator
 from core.calendar import MarketCalendar
 from core.enums import OrderType, Side, TimeInForce
+from core.events import Fill
 from core.orders import OrderRequest
 
 D = Decimal
@@ -120,3 +122,40 @@ async def test_an_unsent_intent_is_sent_once_under_its_own_id(
         assert order is not None and order.status == "accepted"
     finally:
         await journal.close()
+
+
+async def test_after_a_reconcile_the_restarted_broker_streams_only_later_fills(
+    tmp_path: Path, emulator: AlpacaEmulator, calendar: MarketCalendar
+) -> None:
+    journal = await Journal.open(f"sqlite+aiosqlite:///{tmp_path / 'j.sqlite'}")
+    async with aiohttp.ClientSession() as http:
+
+        def broker() -> AlpacaBroker:
+            return AlpacaBroker(
+                "alpaca",
+                emulator.base_url,
+                KEY_ID,
+                SECRET,
+                calendar,
+                FixedClock(),
+                http,
+                backoff_s=0.001,
+                data_url=emulator.base_url,
+                data_stream_url=emulator.ws_url + "/v2/iex",
+                reconnect_backoff_s=0.001,
+            )
+
+        try:
+            await JournalingVenue(broker(), journal, strategy_of=lambda _: "hedge").submit(bid("a-2"))
+            emulator.execute("a-2", D("8"), D("239.25"))  # while the bot is down
+            restarted = broker()
+            await reconcile_venue(journal, restarted, lookup=AlpacaOrderLookup(restarted))
+            emulator.execute("a-2", D("2"), D("238.5"))  # after the restart, before the stream connects
+            stream = restarted.stream()
+            async with asyncio.timeout(10):  # a guard against a hang, not a timing assertion
+                fill = await anext(e async for e in stream if type(e) is Fill)
+            await stream.aclose()  # type: ignore[attr-defined]
+            # Without the hand-over it would be all 10 again, counted twice with the journal's 8.
+            assert (fill.quantity, fill.price) == (D("2"), D("238.5"))
+        finally:
+            await journal.close()

@@ -172,9 +172,9 @@ async def test_partial_fill_then_drop_then_final_fill_is_recovered_once(
         order_id = emulator.order_by_client_id("p-1").id
         assert fills == [
             Fill(REGULAR_NS, "alpaca", "TSLA", "p-1", Side.BUY, D("249.90"), D("1.5"), D(0), "USD",
-                 Liquidity.TAKER, f"{order_id}-1"),
+                 Liquidity.TAKER, f"{order_id}@1.5"),
             Fill(REGULAR_NS, "alpaca", "TSLA", "p-1", Side.BUY, D("249.8"), D("2.5"), D(0), "USD",
-                 Liquidity.TAKER, f"{order_id}-2"),
+                 Liquidity.TAKER, f"{order_id}@4"),
         ]  # fmt: skip
         assert sum(f.quantity for f in fills) == D(4) == emulator.position("TSLA")
         assert broker.connects == 2
@@ -329,3 +329,27 @@ async def test_refused_stream_keys_fail_clearly_without_the_secret(
     assert "refused the API keys" in str(refused.value)
     assert all(wrong not in t and SECRET not in t for t in texts)
     assert emulator.streams.auth_keys == []
+
+
+async def test_a_restarted_broker_reports_only_the_fills_after_what_it_adopted(
+    emulator: AlpacaEmulator, calendar: MarketCalendar, clock: SetClock, http: aiohttp.ClientSession
+) -> None:
+    """The journal knew 1.5 filled at 249.90; 2.5 more filled while the bot was down."""
+    first = make_broker(emulator, calendar, clock, http)
+    await first.submit(limit_buy("r-1", "4", "250"))
+    emulator.execute("r-1", D("1.5"), D("249.90"))
+    emulator.execute("r-1", D("2.5"), D("249.80"))
+    order_id = emulator.order_by_client_id("r-1").id
+    restarted = make_broker(emulator, calendar, clock, http)
+    restarted.adopt_order(
+        "r-1", "TSLA", Side.BUY, order_id, D("1.5"), D("249.90"), OrderStatus.PARTIALLY_FILLED
+    )
+    collector = Collector(restarted)
+    try:
+        await collector.wait(status_of("r-1", OrderStatus.FILLED))
+        # Only the rest, priced so the averages agree: (4 x 249.84 - 1.5 x 249.90) / 2.5 = 249.80.
+        assert [(f.quantity, f.price, f.trade_id) for f in collector.of(Fill, "r-1")] == [
+            (D("2.5"), D("249.8"), f"{order_id}@4")
+        ]
+    finally:
+        await collector.close()
