@@ -41,6 +41,7 @@ from typing import Any
 
 import aiohttp
 
+from connectors.base import EventQueue
 from connectors.brokers.alpaca_order_tracker import STATUS_MAP, OrderTracker, parse_rfc3339_ns
 from core.calendar import MarketCalendar
 from core.clock import Clock
@@ -172,7 +173,7 @@ class AlpacaBroker:
         self.symbols = tuple(symbols)
         self.reconnect_backoff_s = reconnect_backoff_s
         self.max_reconnect_backoff_s = max_reconnect_backoff_s
-        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._events = EventQueue()
         self._tracker = OrderTracker(name)
         self._assets: dict[str, AlpacaAssetInfo] = {}
         self.connects = 0  # trade-updates connections made (1 + reconnects)
@@ -182,7 +183,7 @@ class AlpacaBroker:
 
     def _emit(self, events: Sequence[Event]) -> None:
         for event in events:
-            self._events.put_nowait(event)
+            self._events.put(event)
 
     def _apply(
         self,
@@ -385,7 +386,7 @@ class AlpacaBroker:
         update = OrderUpdate(
             self.clock.now_ns(), self.name, client_order_id, OrderStatus.REJECTED, reason=reason
         )
-        self._events.put_nowait(update)
+        self._events.put(update)
         return update
 
     async def asset(self, symbol: str) -> AlpacaAssetInfo:
@@ -457,21 +458,8 @@ class AlpacaBroker:
         tasks = [asyncio.create_task(self._trade_updates_loop(), name=f"{self.name}-trade-updates")]
         if self.symbols:
             tasks.append(asyncio.create_task(self._market_data_loop(), name=f"{self.name}-market-data"))
-        try:
-            while True:
-                getter = asyncio.ensure_future(self._events.get())
-                done, _ = await asyncio.wait([getter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    yield getter.result()
-                    continue
-                getter.cancel()
-                for task in tasks:
-                    if task.done() and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        async for event in self._events.stream(tasks):
+            yield event
 
     async def submit(self, request: Request) -> OrderUpdate:
         """Send an order; the update is Alpaca's acknowledgement, or REJECTED (locally or by Alpaca)."""
@@ -754,10 +742,10 @@ class AlpacaBroker:
         if kind == "q":
             quote = self._quote(str(item.get("S")), item)
             if quote is not None:
-                self._events.put_nowait(quote)
+                self._events.put(quote)
         elif kind == "t":
             trade = self._trade(str(item.get("S")), item)
             if trade is not None:
-                self._events.put_nowait(trade)
+                self._events.put(trade)
         elif kind == "error":
             log.warning("alpaca %s: market-data error %s: %s", self.name, item.get("code"), item.get("msg"))

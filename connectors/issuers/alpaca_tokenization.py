@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from connectors.base import EventQueue
 from connectors.brokers.alpaca import AlpacaBroker, AlpacaError
 from core.enums import Liquidity, OrderStatus, Session, Side
 from core.errors import InvalidInput
@@ -150,7 +151,7 @@ class AlpacaTokenization:
         self.max_poll_s = max_poll_s
         self._pending: dict[str, _Pending] = {}
         self._used: set[str] = set()
-        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._events = EventQueue()
         self._wake = asyncio.Event()
 
     def __repr__(self) -> str:
@@ -173,7 +174,7 @@ class AlpacaTokenization:
 
     def _reject(self, cid: str, reason: str) -> OrderUpdate:
         update = self._update(cid, OrderStatus.REJECTED, reason)
-        self._events.put_nowait(update)
+        self._events.put(update)
         return update
 
     async def check(self, request: MintRequest | RedeemRequest, listing: TokenListing) -> str | None:
@@ -252,7 +253,7 @@ class AlpacaTokenization:
         pending = _Pending(request, listing, str(answer["tokenization_request_id"]))
         self._pending[cid] = pending
         update = self._update(cid, OrderStatus.ACCEPTED, request_id=pending.request_id)
-        self._events.put_nowait(update)
+        self._events.put(update)
         self._on_status(pending, answer)  # a request that completed at once
         self._wake.set()
         return update
@@ -295,20 +296,8 @@ class AlpacaTokenization:
     async def stream(self) -> AsyncIterator[Event]:
         """Acknowledgements, then one `Fill` + FILLED (or CANCELLED) per request when Alpaca is done."""
         poller = asyncio.create_task(self._poll_loop(), name=f"{self.name}-poll")
-        try:
-            while True:
-                getter = asyncio.ensure_future(self._events.get())
-                done, _ = await asyncio.wait([getter, poller], return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    yield getter.result()
-                    continue
-                getter.cancel()
-                error = poller.exception()
-                if error is not None:
-                    raise error
-        finally:
-            poller.cancel()
-            await asyncio.gather(poller, return_exceptions=True)
+        async for event in self._events.stream([poller]):
+            yield event
 
     # -- polling ---------------------------------------------------------------------------------
 
@@ -359,16 +348,16 @@ class AlpacaTokenization:
             quantity = pending.request.quantity
             side = Side.BUY if isinstance(pending.request, MintRequest) else Side.SELL
             pending.status = OrderStatus.FILLED
-            self._events.put_nowait(
+            self._events.put(
                 Fill(now, self.name, pending.listing.pair, cid, side, ONE, quantity, fee, "USD",
                      Liquidity.TAKER, pending.request_id, quantity)
             )  # fmt: skip
-            self._events.put_nowait(self._update(cid, OrderStatus.FILLED, "", pending.request_id, quantity))
+            self._events.put(self._update(cid, OrderStatus.FILLED, "", pending.request_id, quantity))
             return True
         if state == "rejected":
             pending.status = OrderStatus.CANCELLED
             why = answer.get("reason") or answer.get("message") or "no reason given"
             reason = f"rejected by the issuer: {why}"
-            self._events.put_nowait(self._update(cid, OrderStatus.CANCELLED, reason, pending.request_id))
+            self._events.put(self._update(cid, OrderStatus.CANCELLED, reason, pending.request_id))
             return True
         return False
