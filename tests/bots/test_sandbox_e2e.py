@@ -44,7 +44,6 @@ from core.enums import OrderStatus, Side
 e2e = pytest.mark.asyncio(loop_scope="module")
 
 REPO = Path(__file__).resolve().parents[2]
-D15 = Decimal("1.5")
 PARAMS = SandboxParams(
     start="2025-07-01T14:00:00Z",  # a Tuesday, 30 minutes into the regular session
     drive=False,
@@ -721,6 +720,7 @@ async def test_kill_9_with_a_swap_pending_then_restart_records_its_fill_from_the
     )
     config.write_text(pool_config(box, db, keystore))
     assert box.alpaca is not None
+    await box.driver.step()  # the sample's quote of the minute, whatever an earlier test pushed
     quote = box.alpaca.quotes["TSLA"]
 
     async def quoting() -> None:
@@ -728,20 +728,37 @@ async def test_kill_9_with_a_swap_pending_then_restart_records_its_fill_from_the
             await box.alpaca.push_quote("TSLA", quote.bid, quote.ask)  # type: ignore[union-attr]
             await asyncio.sleep(0.2)
 
-    await box.driver.inject_depeg(300)  # the pool is rich: the bot will sell 1.5 TSLAx into it
-    await rpc(w3, "evm_setAutomine", False)  # from now on blocks are mined by hand
     quotes = asyncio.create_task(quoting())
     loop = asyncio.get_running_loop()
     extra = {"PERPETUA_KEYSTORE_PASSWORD": passphrase}
+    depeg: asyncio.Task[Any] | None = None
     try:
         bot = await bot_process(config, box, env=extra)
+        assert bot.stderr is not None
+        async with asyncio.timeout(60):  # up, with a fair value: a status line shows the pool's premium
+            while b'"status: ' not in (line := await bot.stderr.readline()) or b" bps)" not in line:
+                assert line, "the bot ended"
+        # The pool goes 300 bps under fair value: the bot buys TSLAx with USDC (earlier tests of this
+        # module sold most of the wallet's TSLAx).
+        below = -(premium_bps(box, await pool_sqrt_price(box, w3)) + 300)
+        await rpc(w3, "evm_setAutomine", False)  # from now on blocks are mined by hand
+        depeg = asyncio.create_task(box.driver.inject_depeg(below))
         deadline = loop.time() + 60
         sent = None
-        while sent is None:  # mine the approval when it waits; stop when the swap waits, journaled
-            assert loop.time() < deadline, "no swap journaled as sent"
+        while sent is None:  # mine all but our swap; stop when our swap waits in the node, journaled
+            if loop.time() > deadline:
+                bot.kill()
+                _, err = await bot.communicate()
+                raise AssertionError("no swap journaled as sent: " + err.decode()[-3000:])
             await asyncio.sleep(0.1)
-            pending = (await rpc(w3, "txpool_content"))["pending"].get(box.info.wallet.lower(), {})
-            if any(AsyncWeb3.to_checksum_address(tx["to"]) == box.info.token for tx in pending.values()):
+            pending = [
+                tx for txs in (await rpc(w3, "txpool_content"))["pending"].values() for tx in txs.values()
+            ]
+            if any(
+                AsyncWeb3.to_checksum_address(tx["from"]) != box.info.wallet
+                or AsyncWeb3.to_checksum_address(tx["to"]) != box.info.router  # our approval
+                for tx in pending
+            ):
                 await rpc(w3, "evm_mine")
                 continue
             if db.exists():
@@ -754,6 +771,7 @@ async def test_kill_9_with_a_swap_pending_then_restart_records_its_fill_from_the
         assert await bot.wait() == -signal.SIGKILL
         await rpc(w3, "evm_mine")
         await rpc(w3, "evm_setAutomine", True)
+        await depeg
         again = await bot_process(config, box, "--duration", "4", env=extra)
         async with asyncio.timeout(60):
             _, stderr = await again.communicate()
@@ -761,10 +779,12 @@ async def test_kill_9_with_a_swap_pending_then_restart_records_its_fill_from_the
     finally:
         await rpc(w3, "evm_setAutomine", True)
         quotes.cancel()
+        if depeg is not None:
+            await asyncio.wait_for(depeg, 30)
     receipt = await w3.eth.get_transaction_receipt(sent.venue_order_id)  # type: ignore[arg-type]
     assert receipt["status"] == 1
     (swap,) = [e for log in receipt["logs"] if isinstance(e := decode_log(log), V3Swap)]
-    sold, received = Decimal(swap.amount0) / 10**18, Decimal(-swap.amount1) / 10**6  # token0 = TSLAx
+    bought, paid = Decimal(-swap.amount0) / 10**18, Decimal(swap.amount1) / 10**6  # token0 = TSLAx
     journal = await Journal.open(f"sqlite+aiosqlite:///{db}")
     try:
         order = await journal.order(sent.client_order_id)
@@ -774,12 +794,12 @@ async def test_kill_9_with_a_swap_pending_then_restart_records_its_fill_from_the
     finally:
         await journal.close()
     assert [sources[fill_key(f)] for f in fills] == ["reconcile"]  # the fill came from the chain, at restart
-    assert order is not None and order.status == "filled" and order.filled_quantity == sold == D15
+    assert order is not None and order.status == "filled" and order.filled_quantity == bought > 0
     (fill,) = fills
     assert (fill.side, fill.quantity, fill.notional, fill.trade_id) == (
-        Side.SELL,
-        sold,
-        received,
+        Side.BUY,
+        bought,
+        paid,
         sent.venue_order_id,
     )
     assert history[:2] == ["intent", "submit"] and "reconcile" in history
