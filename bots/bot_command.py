@@ -88,6 +88,7 @@ async def run_bot(
             f"{config.name} up in {started:.1f} s (run {bot.run_id}){where}. Ctrl-C stops it.",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
     interactive = not json_logs and out.is_terminal and sys.stdout.isatty()
     view: Any = StatusView(out) if interactive else _Summaries(out, json_logs)
