@@ -265,7 +265,7 @@ class Bot:
         """Judge the kill switch every second, so stale data trips it even when no event comes."""
         while True:
             await asyncio.sleep(1.0)
-            async with self.driver._lock:  # serialised with event handling, as the driver's own work
+            async with self.driver.engine_lock:  # serialised with event handling, as the driver's own work
                 await self.kill_switch.evaluate(self.engine)
 
     async def _ticks(self, on_tick: Callable[[Bot], None], tick_s: float) -> None:

@@ -112,6 +112,11 @@ class LiveDriver:
 
     # -- control -----------------------------------------------------------------------------
 
+    @property
+    def engine_lock(self) -> asyncio.Lock:
+        """Held while the driver works on the engine: hold it to act on the engine between events."""
+        return self._lock
+
     def stop(self) -> None:
         """Ask the driver to shut down gracefully (safe from a signal handler)."""
         self._stopping.set()
