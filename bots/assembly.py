@@ -206,6 +206,39 @@ class JournalObserver:
         """Requests are journaled by `JournalingVenue`."""
 
 
+class DecisionJournal:
+    """Journals every strategy request as a decision: what was asked, by whom, and the risk verdict.
+
+    Written in the background (the engine's observer hook is synchronous); `flush()` awaits the
+    writes, and the bot calls it before the journal closes.
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self._writes: set[asyncio.Task[None]] = set()
+
+    async def on_event(self, event: Event, engine: TradingEngine) -> None:
+        """Market and order events are journaled elsewhere."""
+
+    def on_request(self, request: Request, reason: str | None, engine: TradingEngine) -> None:
+        """Queue the decision's record: the request's fields, `sent` or `refused` and the reason."""
+        owner = engine.owner_of(request.client_order_id)
+        strategy = engine.strategies[owner].name if owner is not None else "unknown"
+        fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)}
+        payload = {"request": type(request).__name__, **fields, "verdict": "refused" if reason else "sent"}
+        if reason:
+            payload["reason"] = reason
+        write = asyncio.get_running_loop().create_task(
+            self.journal.record_decision(strategy, payload, engine.clock.now_ns())
+        )
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+
+    async def flush(self) -> None:
+        """Wait for the decisions still being written."""
+        await asyncio.gather(*self._writes)
+
+
 # --------------------------------------------------------------------------------------------
 # The bot
 
@@ -903,6 +936,9 @@ async def _build(
     password = _env(wiring.environ, cfg.storage.password_env)
     journal = await Journal.open(storage_url or cfg.storage.url, password=password)
     stack.push_async_callback(journal.close)
+    decisions = DecisionJournal(journal)
+    engine.add_observer(decisions)
+    stack.push_async_callback(decisions.flush)  # runs before the journal closes (last in, first out)
 
     def strategy_of(client_order_id: str) -> str | None:
         owner = engine.owner_of(client_order_id)

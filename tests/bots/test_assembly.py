@@ -261,6 +261,11 @@ async def test_paper_mode_trades_live_data_on_simulated_venues(box: Sandbox, tmp
         (order,) = await journal.orders(venue="uniswap_local")
         assert order.status == OrderStatus.FILLED.value and order.filled_quantity == D("1.5")
         assert [f.quantity for f in await journal.fills(venue="uniswap_local")] == [D("1.5")]
+        # The strategy's decision behind it: the request as sent, passed by the risk checks.
+        (decision,) = await journal.decisions()
+        assert decision.strategy == "fair_value_taker"
+        assert decision.payload["client_order_id"] == order.client_order_id
+        assert (decision.payload["request"], decision.payload["verdict"]) == ("SwapRequest", "sent")
     finally:
         await journal.close()
     # The status view of that run (rendered, not shown): mode, the pool's premium row, the fill.
