@@ -144,6 +144,9 @@ class DepegArbParams(StrategyParams):
     max_trade_tokens: Decimal = Field(default=Decimal(20), gt=0)
     min_profit: Decimal = Field(default=Decimal(1), ge=0, description="smallest expected profit, quote")
     cooldown_ms: int = Field(default=0, ge=0, description="minimum time between two arbitrage trades")
+    hedge_retry_ms: int = Field(
+        default=1000, ge=0, description="after a refused hedge, no new one to that venue for this long"
+    )
     multiplier_blackout_ms: int = Field(
         default=600_000, ge=0, description="no new position this close to a multiplier change"
     )
@@ -168,6 +171,7 @@ class DepegArb(Strategy):
         self.open_ns: int | None = None  # start of the last regular session after a weekend/holiday
         self._shut_seen = False
         self._last_trade_ns = -(10**30)
+        self._hedge_paused_until: dict[str | None, int] = {}  # venue -> ns
         self.decisions: list[tuple[int, str, str, Decimal, float]] = []
         """(ts, venue, side, tokens, expected profit) of each arbitrage trade sent."""
 
@@ -246,9 +250,15 @@ class DepegArb(Strategy):
         await self._flatten(ctx)
 
     async def on_order_update(self, ctx: Context, event: OrderUpdate, **kwargs: Any) -> None:
-        """Log refusals (they carry the reason)."""
+        """Log refusals (they carry the reason); a refused hedge waits `hedge_retry_ms` before the next.
+
+        Without the pause a refused hedge would be re-sent on every quote, and the refusals alone
+        would trip a kill switch counting them.
+        """
         if event.status is OrderStatus.REJECTED:
             ctx.log.info("%s refused: %s", event.client_order_id, event.reason)
+            if event.venue in (self.params.broker_venue, self.params.perp_venue):
+                self._hedge_paused_until[event.venue] = ctx.now + self.params.hedge_retry_ms * MS
 
     # -- fair value, thresholds ---------------------------------------------------------------
 
@@ -525,6 +535,8 @@ class DepegArb(Strategy):
 
     async def _broker_order(self, ctx: Context, shares: Decimal) -> None:
         p = self.params
+        if ctx.now < self._hedge_paused_until.get(p.broker_venue, 0):
+            return
         pair = ctx.instruments[p.stock_instrument]
         assert isinstance(pair, Spot)
         if shares < 0:  # sell at most what we hold
@@ -548,6 +560,8 @@ class DepegArb(Strategy):
     async def _perp_order(self, ctx: Context, shares: Decimal) -> None:
         p = self.params
         assert p.perp_venue is not None and p.perp_instrument is not None
+        if ctx.now < self._hedge_paused_until.get(p.perp_venue, 0):
+            return
         perp = ctx.instruments[p.perp_instrument]
         assert isinstance(perp, StockPerp)
         step = perp.min_size

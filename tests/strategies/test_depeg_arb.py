@@ -36,7 +36,7 @@ from core.orders import OrderRequest, SwapRequest
 from core.portfolio import Portfolio
 from pricing.amm import v2_amount_out
 from strategies.depeg_arb import DepegArb, DepegArbParams
-from tests.connectors.sim.venue_harness import MINUTE, SECOND, calendar, et
+from tests.connectors.sim.venue_harness import MINUTE, MS, SECOND, calendar, et
 
 D = Decimal
 TOKEN = TokenizedStock("TOKx", "TSL", "issuer", 1, "0x" + "33" * 20, 6)
@@ -81,7 +81,11 @@ def status(ts: int, session: Session) -> MarketStatus:
 
 
 def run(
-    p: DepegArbParams, events: list[Event], perp: bool = False, reference: bool = True
+    p: DepegArbParams,
+    events: list[Event],
+    perp: bool = False,
+    reference: bool = True,
+    risk_checks: tuple[Any, ...] = (),
 ) -> tuple[TradingEngine, DepegArb]:
     events = sorted(events, key=lambda e: e.ts)
     clock = SimulatedClock(events[0].ts - SECOND)
@@ -121,6 +125,7 @@ def run(
         venues={v.name: v for v in venues},
         strategies=[strategy],
         references=[ReferenceSource("TSL", "broker", "TSL/USD", 90 * SECOND)] if reference else [],
+        risk_checks=risk_checks,
     )
     ReplayDriver(engine, clock, venues).run([ListStream(events, "recorded")])
     return engine, strategy
@@ -181,6 +186,25 @@ def test_buys_the_cheap_pool_with_the_profit_maximising_size_then_hedges_on_the_
     hedges = requests(engine, OrderRequest)
     assert [(h.venue, h.side, h.quantity) for h in hedges] == [("broker", Side.SELL, bought)]
     assert strategy.token_delta == bought
+
+
+class RefuseBrokerOrders:
+    """A risk check that refuses every order to the broker (a limit reached, say)."""
+
+    def check(self, request: Any, engine: TradingEngine) -> str | None:
+        return "max_position reached" if request.venue == "broker" else None
+
+
+def test_a_refused_hedge_waits_before_the_next_instead_of_one_per_quote() -> None:
+    # The swap sent at +1 s fills with its block at +12 s and leaves a delta; broker quotes every
+    # 100 ms from +12.1 s to +15 s would each re-send the hedge (32 refusals with the minute's quote).
+    # With hedge_retry_ms 1000: at the fill (+12 s), then +13, +14, +15 s, and the quote at +60 s.
+    quotes = [stock(REGULAR + 12 * SECOND + k * 100 * MS) for k in range(1, 31)]
+    events = [*regular(v2_state(REGULAR + SECOND, 98)), *quotes]
+    engine, _ = run(params(), events, risk_checks=(RefuseBrokerOrders(),))
+    assert [f.ts - REGULAR for f in engine.fills] == [12 * SECOND]
+    refused = [u.ts - REGULAR for u in engine.rejections if u.venue == "broker"]
+    assert refused == [12 * SECOND, 13 * SECOND, 14 * SECOND, 15 * SECOND, 60 * SECOND]
 
 
 def test_sells_the_rich_pool() -> None:
