@@ -5,7 +5,8 @@ and in background work (a websocket, a status poller, a transaction waiting to b
 second kind goes into an `EventQueue`; `stream()` yields the queue in order, side by side with the
 background tasks that fill it, and ends with the error of a task that failed. `order_update` and
 `rejected` build the `OrderUpdate`s every connector sends, so a refusal always carries the field
-and the value in `reason` and never an exception.
+and the value in `reason` and never an exception. `swap_request_problem` is the pre-flight check of a
+swap's shape that the chain venue and the simulated AMM share.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 from core.enums import OrderStatus
 from core.events import Event, OrderUpdate
+from core.instruments import Pool
+from core.orders import SwapRequest
 
 ZERO = Decimal(0)
 
@@ -97,3 +100,27 @@ class EventQueue:
             for future in pending:
                 future.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+def swap_request_problem(request: SwapRequest, pool: Pool) -> str | None:
+    """Why `request` is not a well-formed swap on `pool` (field, value), or None.
+
+    Tokens must be the pool's; amounts integers in base units; the bound must match the kind of
+    swap (min out for exact input, max in for exact output).
+    """
+    tokens = (pool.token0, pool.token1)
+    if request.token_in not in tokens:
+        return f"token_in: {request.token_in!r} is not a token of pool {pool.id!r} {tokens}"
+    if request.token_out not in tokens:
+        return f"token_out: {request.token_out!r} is not a token of pool {pool.id!r} {tokens}"
+    for name in ("amount_in", "amount_out", "min_amount_out", "max_amount_in"):
+        value = getattr(request, name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            return f"{name}: {value!r} must be an integer number of base units"
+    if request.amount_in is not None and request.max_amount_in is not None:
+        return f"max_amount_in: {request.max_amount_in} applies to exact output only (use min_amount_out)"
+    if request.amount_out is not None and request.min_amount_out:
+        return f"min_amount_out: {request.min_amount_out} applies to exact input only (use max_amount_in)"
+    if request.max_amount_in is not None and request.max_amount_in <= 0:
+        return f"max_amount_in: {request.max_amount_in} must be > 0"
+    return None

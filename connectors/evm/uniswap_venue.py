@@ -59,7 +59,7 @@ from web3 import AsyncWeb3
 from web3.exceptions import Web3Exception
 from web3.types import TxParams, TxReceipt
 
-from connectors.base import EventQueue, order_update, rejected
+from connectors.base import EventQueue, order_update, rejected, swap_request_problem
 from connectors.evm.chain import ChainSession, FeeCapExceeded, TransactionTimeout
 from connectors.evm.erc20 import ERC20, from_base_units
 from connectors.evm.nonce import Submitted, TransactionReplaced
@@ -320,21 +320,9 @@ class UniswapVenue:
         spec = self.pools.get(request.pool)
         if spec is None:
             return f"pool: {request.pool!r} is not traded here (pools {sorted(self.pools)})"
-        tokens = (spec.pool.token0, spec.pool.token1)
-        if request.token_in not in tokens:
-            return f"token_in: {request.token_in!r} is not a token of pool {spec.pool.id!r} {tokens}"
-        if request.token_out not in tokens:
-            return f"token_out: {request.token_out!r} is not a token of pool {spec.pool.id!r} {tokens}"
-        for name in ("amount_in", "amount_out", "min_amount_out", "max_amount_in"):
-            value = getattr(request, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-                return f"{name}: {value!r} must be an integer number of base units"
-        if request.amount_in is not None and request.max_amount_in is not None:
-            return f"max_amount_in: {request.max_amount_in} applies to exact output only (use min_amount_out)"
-        if request.amount_out is not None and request.min_amount_out:
-            return f"min_amount_out: {request.min_amount_out} applies to exact input only (use max_amount_in)"
-        if request.max_amount_in is not None and request.max_amount_in <= 0:
-            return f"max_amount_in: {request.max_amount_in} must be > 0"
+        problem = swap_request_problem(request, spec.pool)
+        if problem is not None:
+            return problem
         if request.deadline_ns is not None and request.deadline_ns <= self.clock.now_ns():
             return f"deadline_ns: {request.deadline_ns} is not after now ({self.clock.now_ns()})"
         return None

@@ -80,6 +80,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Literal
 
+from connectors.base import swap_request_problem
 from connectors.sim.amm_gas import GasModel
 from connectors.sim.amm_pool import LiquidityProfile, PoolModel, SwapOutcome, V2Pool, V3Pool
 from connectors.sim.base import SimVenue
@@ -422,21 +423,9 @@ class SimAmm(SimVenue):
     def _check_request(self, request: SwapRequest, entry: _Pool) -> str | None:
         """Why a swap request cannot be sent, or None."""
         pool = entry.spec.pool
-        tokens = (pool.token0, pool.token1)
-        if request.token_in not in tokens:
-            return f"token_in: {request.token_in!r} is not a token of pool {pool.id!r} {tokens}"
-        if request.token_out not in tokens:
-            return f"token_out: {request.token_out!r} is not a token of pool {pool.id!r} {tokens}"
-        for name in ("amount_in", "amount_out", "min_amount_out", "max_amount_in"):
-            value = getattr(request, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-                return f"{name}: {value!r} must be an integer number of base units"
-        if request.amount_in is not None and request.max_amount_in is not None:
-            return f"max_amount_in: {request.max_amount_in} applies to exact output only (use min_amount_out)"
-        if request.amount_out is not None and request.min_amount_out:
-            return f"min_amount_out: {request.min_amount_out} applies to exact input only (use max_amount_in)"
-        if request.max_amount_in is not None and request.max_amount_in <= 0:
-            return f"max_amount_in: {request.max_amount_in} must be > 0"
+        problem = swap_request_problem(request, pool)
+        if problem is not None:
+            return problem
         if not entry.model.has_state:
             return f"pool: no state of {pool.id!r} recorded yet"
         return None
