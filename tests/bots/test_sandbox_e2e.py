@@ -536,7 +536,10 @@ async def test_kill_9_mid_trade_then_restart_loses_nothing_and_sends_nothing_twi
         deadline = loop.time() + 60
         intent = None
         while intent is None or binance.faults[-1].times:  # journaled, and the exchange holds the order
-            assert loop.time() < deadline, "no order intent journaled and sent"
+            if loop.time() > deadline:  # fail with what the bot said (JSON logs on stderr)
+                bot.kill()
+                _, err = await bot.communicate()
+                raise AssertionError("no order intent journaled and sent: " + err.decode()[-3000:])
             await asyncio.sleep(0.05)
             if db.exists():
                 try:
