@@ -19,6 +19,7 @@ Nothing secret is ever written: requests, events and venue states carry no keys.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -40,9 +41,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.engine import URL, Connection, Dialect, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.types import TypeDecorator
 
 from core.enums import Liquidity, OrderStatus, OrderType, Side, TimeInForce
@@ -425,12 +428,49 @@ _RANKS: Final = {
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
-    """WAL (readers never block the writer) and NORMAL sync (commits survive a killed process)."""
+    """NORMAL sync (in WAL mode commits survive a killed process) and foreign keys, per connection."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+WAL_WAIT_S: Final = 10.0
+"""How long `Journal.open` retries switching a SQLite file to WAL while another process holds it."""
+
+
+async def _enable_wal(engine: AsyncEngine) -> None:
+    """Put the SQLite file in WAL mode (readers never block the writer; a property of the file).
+
+    The switch needs the file to itself, and SQLite answers "database is locked" at once rather
+    than waiting while another process opens it: retry with a short sleep, up to `WAL_WAIT_S`.
+    """
+    deadline = time.monotonic() + WAL_WAIT_S
+    pause = 0.005
+    while True:
+        try:
+            async with engine.connect() as conn:
+                mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
+                if mode not in ("wal", "memory"):
+                    await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            return
+        except OperationalError as error:
+            if "locked" not in str(error.orig) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
+def _create_schema(conn: Connection) -> None:
+    """Every table and index, each `IF NOT EXISTS`.
+
+    `metadata.create_all` checks, then creates: two processes opening a new file at once (a bot
+    starting while `perpetua report` reads it) both see no table and the second CREATE fails.
+    """
+    for table in Base.metadata.sorted_tables:
+        conn.execute(CreateTable(table, if_not_exists=True))
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 class Journal:
@@ -461,8 +501,9 @@ class Journal:
         engine = create_async_engine(parsed, **kwargs)
         if parsed.get_backend_name() == "sqlite":
             event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+            await _enable_wal(engine)
         async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+            await conn.run_sync(_create_schema)
         return cls(engine)
 
     async def close(self) -> None:

@@ -6,6 +6,7 @@ library's `sqlite3`, independently of the journal's own reading code.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import sqlite3
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bots.journal import INTENT, Journal, request_from_json, request_to_json
+from bots.journal import INTENT, Base, Journal, request_from_json, request_to_json
 from bots.journaling_venue import JournalingVenue
 from connectors.sim.book_exchange import BookExchange, BookExchangeConfig
 from connectors.sim.fees import FeeSchedule
@@ -103,6 +104,26 @@ async def test_sqlite_runs_in_wal_mode_with_normal_sync(tmp_path: Path, journal:
         assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
     with sqlite3.connect(tmp_path / "j.sqlite") as raw:  # WAL is a property of the file
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_journals_opened_at_once_on_a_new_file_all_open(tmp_path: Path) -> None:
+    # A bot starting while `perpetua report` (or a test) opens the same new file: each creates the
+    # tables; a check-then-create schema loses that race with "table ... already exists".
+    for attempt in range(10):
+        path = tmp_path / f"race-{attempt}.sqlite"
+        journals = await asyncio.gather(*(Journal.open(url(path)) for _ in range(6)))
+        try:
+            await journals[0].record_intent(limit("r-1"))
+            assert [o.client_order_id for o in await journals[-1].orders()] == ["r-1"]
+        finally:
+            for j in journals:
+                await j.close()
+    with sqlite3.connect(path) as raw:  # every table and index the models declare, nothing else
+        rows = raw.execute("select name from sqlite_master where name not like 'sqlite_%'").fetchall()
+    declared = [t.name for t in Base.metadata.sorted_tables]
+    declared += [str(i.name) for t in Base.metadata.sorted_tables for i in t.indexes]
+    assert sorted(name for (name,) in rows) == sorted(declared)
+    assert {"orders", "order_events", "fills"} <= set(declared)
 
 
 def test_every_request_kind_round_trips_through_json() -> None:

@@ -536,10 +536,13 @@ async def test_kill_9_mid_trade_then_restart_loses_nothing_and_sends_nothing_twi
         deadline = loop.time() + 60
         intent = None
         while intent is None or binance.faults[-1].times:  # journaled, and the exchange holds the order
-            if loop.time() > deadline:  # fail with what the bot said (JSON logs on stderr)
-                bot.kill()
+            if bot.returncode is not None or loop.time() > deadline:  # fail with the bot's own log
+                if bot.returncode is None:
+                    bot.kill()
                 _, err = await bot.communicate()
-                raise AssertionError("no order intent journaled and sent: " + err.decode()[-3000:])
+                raise AssertionError(
+                    f"no order intent journaled and sent (bot exit {bot.returncode}): " + err.decode()[-4000:]
+                )
             await asyncio.sleep(0.05)
             if db.exists():
                 try:
