@@ -110,9 +110,16 @@ async def w3(box: Sandbox) -> AsyncIterator[AsyncWeb3[Any]]:
 
 
 async def until(
-    box: Sandbox, condition: Callable[[], bool | Awaitable[bool]], what: str, limit_s: float = 60.0
+    box: Sandbox,
+    condition: Callable[[], bool | Awaitable[bool]],
+    what: str,
+    limit_s: float = 60.0,
+    bot: Bot | None = None,
 ) -> None:
-    """Step the market (fresh quotes, rounds, sessions) until `condition()`; a hang guard, not a check."""
+    """Step the market (fresh quotes, rounds, sessions) until `condition()`; a hang guard, not a check.
+
+    Giving up names what the bot did last (`bot`'s orders, refusals and market state).
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit_s
     while True:
@@ -120,9 +127,24 @@ async def until(
         if done if isinstance(done, bool) else await done:
             return
         if loop.time() > deadline:
-            raise AssertionError(f"gave up waiting for {what} after {limit_s} s")
+            raise AssertionError(f"gave up waiting for {what} after {limit_s} s" + explain(bot))
         await box.driver.step()
         await asyncio.sleep(0.15)
+
+
+def explain(bot: Bot | None) -> str:
+    """The bot's last orders and refusals, its strategy's exposure and what it knows of the market."""
+    if bot is None:
+        return ""
+    engine = bot.engine
+    orders = [(o.request.venue, o.status.value, o.reason) for o in list(engine.orders)[-5:]]
+    refusals = [r.reason for r in engine.rejections[-5:]]
+    strategy: Any = engine.strategies[0]
+    delta = strategy.net_delta(engine.contexts[0]) if hasattr(strategy, "net_delta") else None
+    return (
+        f"; last orders {orders}; last refusals {refusals}; net delta {delta}; "
+        f"kill switch {bot.kill_switch.tripped}; pools {dict(engine.pools)}; quotes {dict(engine.quotes)}"
+    )
 
 
 async def pool_sqrt_price(box: Sandbox, w3: AsyncWeb3[Any]) -> int:
@@ -195,7 +217,7 @@ async def test_the_bot_closes_an_injected_depeg_and_hedges_on_the_broker(
         )
         _, depegged = await box.driver.inject_depeg(300)
         premium_before = premium_bps(box, depegged)
-        await until(box, settled(bot, w3, 0), "the arbitrage and its hedge")
+        await until(box, settled(bot, w3, 0), "the arbitrage and its hedge", bot=bot)
     finally:
         await stopped(bot, task)
     premium_after = premium_bps(box, await pool_sqrt_price(box, w3))
@@ -234,7 +256,7 @@ async def arbitraged(box: Sandbox, bot: Bot, w3: AsyncWeb3[Any], bps: float = 30
     await until(box, lambda: strategy.fair_value(ctx) is not None and bool(bot.engine.pools), "fair value")
     fills_before = len(bot.engine.fills)
     await box.driver.inject_depeg(bps)
-    await until(box, settled(bot, w3, fills_before), "the arbitrage and its hedge")
+    await until(box, settled(bot, w3, fills_before), "the arbitrage and its hedge", bot=bot)
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,7 +286,9 @@ async def test_the_kill_switch_trips_on_stale_data_and_holds(
         # The market comes back with a new gap: the strategy tries, the switch holds until a reset.
         await box.driver.inject_depeg(300)
         refused = f"kill switch (stale_data): {trip.detail}; refusing new orders until reset"
-        await until(box, lambda: any(r.reason == refused for r in bot.engine.rejections), "a refused order")
+        await until(
+            box, lambda: any(r.reason == refused for r in bot.engine.rejections), "a refused order", bot=bot
+        )
         assert bot.kill_switch.tripped == trip
         assert await w3.eth.get_transaction_count(box.info.wallet) == nonce  # nothing sent on chain
         assert len(alpaca_orders(box)) == broker_orders
