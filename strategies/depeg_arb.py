@@ -211,19 +211,29 @@ class DepegArb(Strategy):
         if event.venue == p.broker_venue and event.instrument == p.stock_instrument:
             if abs(self.net_delta(ctx)) >= p.min_hedge_shares:
                 await self._flatten(ctx)  # e.g. the first price after the open
+            await self._rescan(ctx)
             return
         for leg in self.params.books:
             if leg.venue == event.venue and leg.instrument == event.instrument:
-                book = ctx.book(leg.venue, leg.instrument)
-                if book is None:  # L1 only: the top level is the book
-                    book = BookUpdate(
-                        event.ts,
-                        event.venue,
-                        event.instrument,
-                        ((event.bid, event.bid_size),),
-                        ((event.ask, event.ask_size),),
-                    )
-                await self._arb_book(ctx, leg, book)
+                await self._arb_book(ctx, leg, ctx.book(leg.venue, leg.instrument) or _l1_book(event))
+
+    async def _rescan(self, ctx: Context) -> None:
+        """The reference moved: every watched pool and book against the new fair value.
+
+        A gap that opened while the reference was stale, or that a stock move opened under a
+        still pool, would otherwise wait for the pool or book to move again.
+        """
+        for leg in self.params.pools:
+            state = ctx.pool(leg.venue, leg.pool)
+            if state is not None:
+                await self._arb_pool(ctx, leg, state)
+        for book_leg in self.params.books:
+            book = ctx.book(book_leg.venue, book_leg.instrument)
+            if book is None:
+                quote = ctx.quote(book_leg.venue, book_leg.instrument)
+                book = None if quote is None else _l1_book(quote)
+            if book is not None:
+                await self._arb_book(ctx, book_leg, book)
 
     async def on_book(self, ctx: Context, event: BookUpdate, **kwargs: Any) -> None:
         """A watched book changed (L2 data)."""
@@ -628,3 +638,10 @@ def _full_range(tick_spacing: int, liquidity: int) -> tuple[tuple[int, int], ...
     lower = -(-MIN_TICK // tick_spacing) * tick_spacing
     upper = (MAX_TICK // tick_spacing) * tick_spacing
     return ((lower, liquidity), (upper, -liquidity))
+
+
+def _l1_book(quote: Quote) -> BookUpdate:
+    """An L1 quote as a one-level book (venues with L1 data only: the top level is the book)."""
+    bids = ((quote.bid, quote.bid_size),)
+    asks = ((quote.ask, quote.ask_size),)
+    return BookUpdate(quote.ts, quote.venue, quote.instrument, bids, asks)

@@ -219,6 +219,38 @@ def test_sells_the_rich_pool() -> None:
     assert (hedge.venue, hedge.side) == ("broker", Side.BUY)
 
 
+def test_a_gap_seen_while_the_reference_is_stale_is_traded_when_a_fresh_price_comes() -> None:
+    # The broker's last price is 5 minutes old (the reference lasts 90 s) when the pool shows 98:
+    # no fair value, no trade; the broker's next quote at +30 s makes it one, and the gap is traded.
+    events = [
+        status(REGULAR - 10 * MINUTE, Session.REGULAR),
+        stock(REGULAR - 5 * MINUTE),
+        v2_state(REGULAR + SECOND, 98),
+        stock(REGULAR + 30 * SECOND),
+    ]
+    engine, strategy = run(params(), events)
+    (swap,) = requests(engine, SwapRequest)
+    assert (swap.token_in, swap.token_out) == ("USDC", "TOKx")
+    assert [d[:3] for d in strategy.decisions] == [(REGULAR + 30 * SECOND, "uni", "buy")]
+    # the same size as when the price was fresh at the pool's move (the test above)
+    assert abs(swap.amount_in - best_v2_input(98, Fraction(9977, 100))) <= 7_348
+
+
+def test_a_stock_move_under_a_still_pool_is_traded() -> None:
+    # The pool rests at 99.5, 50 bps under a fair value of 100: below the costs. The stock then
+    # trades at 101: v_buy = 101 x 0.9977 = 100.77 > 99.5 / 0.997 = 99.80, so buying pays now.
+    events = [
+        status(REGULAR - MINUTE, Session.REGULAR),
+        stock(REGULAR),
+        PoolState(REGULAR + SECOND, "uni", POOL.id, 0, 10**9, 99_500 * 10**6),
+        stock(REGULAR + 20 * SECOND, mid=101.0),
+    ]
+    engine, strategy = run(params(), events)
+    (swap,) = requests(engine, SwapRequest)
+    assert (swap.token_in, swap.token_out) == ("USDC", "TOKx")
+    assert [d[:3] for d in strategy.decisions] == [(REGULAR + 20 * SECOND, "uni", "buy")]
+
+
 OVERNIGHT = et(2025, 7, 8, 22)
 
 
