@@ -6,7 +6,7 @@ only when its publish time is fresh and its market status is not a shut session:
 when the engine has no fresh reference, and as a cross-check that vetoes trading when it disagrees
 with the reference by more than `max_reference_divergence_bps`.
 
-Deciding (on every state change of a watched pool or book):
+Deciding (on every state change of a watched pool or book, and of the reference price):
 
 1. The value of a token to us is fair value moved by every proportional cost of getting flat
    again: buying the token, we must hedge (sell the stock) and later redeem the token; selling
