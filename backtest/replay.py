@@ -37,14 +37,18 @@ from core.wake import WakeFilter
 IntArray = npt.NDArray[np.int64]
 
 
+LAZY_ROWS = 256
+"""Runs at least this long are built row by row as replayed; shorter ones are sliced from the chunk's list."""
+
+
 class Chunk:
     """A block of one stream: timestamps (ns, non-decreasing) and its events.
 
-    A chunk of a `ColumnStream` keeps its columns and builds event objects only when asked: all of
-    them (`events`) for ordinary replay, or one row at a time (`event(i)`) on the fast path.
+    A chunk of a `ColumnStream` keeps its columns and builds event objects only when asked: as
+    they are replayed (`rows`), all at once (`events`), or one row (`event(i)`) on the fast path.
     """
 
-    __slots__ = ("_events", "columns", "constants", "event_type", "ts")
+    __slots__ = ("_events", "_lists", "columns", "constants", "event_type", "ts")
 
     def __init__(
         self,
@@ -59,6 +63,7 @@ class Chunk:
             raise ValueError("Chunk: give its events, or the event type and columns to build them from")
         self.ts = ts
         self._events = events
+        self._lists: list[list[Any]] | None = None
         self.event_type = event_type
         self.constants = constants
         self.columns = columns
@@ -70,13 +75,29 @@ class Chunk:
     def events(self) -> Sequence[Event]:
         """Every event of the chunk, built once on first use."""
         if self._events is None:
-            # tuple.__new__ builds the NamedTuple in C, skipping its Python-level __new__.
-            new: Callable[[tuple[Any, ...]], Event] = functools.partial(tuple.__new__, self.event_type)  # type: ignore[arg-type,assignment]
-            parts: list[Iterable[Any]] = [self.ts.tolist()]
-            parts.extend(itertools.repeat(c) for c in self.constants)
-            parts.extend(_as_list(c) for c in self.columns)
-            self._events = list(map(new, zip(*parts, strict=False)))  # constants repeat forever
+            self._events = list(self._build(0, len(self.ts)))
         return self._events
+
+    def rows(self, start: int, stop: int) -> Iterator[Event]:
+        """The events of rows [start, stop), each built as it is taken (the dense replay's source).
+
+        Built one at a time, an event is freed as soon as it has been handled, so the next reuses
+        its memory: three times cheaper than building the chunk's list first.
+        """
+        if self._events is not None or stop - start < LAZY_ROWS:  # short runs of interleaved streams
+            events = self.events
+            return iter(events if start == 0 and stop >= len(events) else events[start:stop])
+        return self._build(start, stop)
+
+    def _build(self, start: int, stop: int) -> Iterator[Event]:
+        if self._lists is None:
+            self._lists = [self.ts.tolist(), *(_as_list(c) for c in self.columns)]
+        whole = start == 0 and stop >= len(self.ts)
+        ts, *columns = self._lists if whole else [c[start:stop] for c in self._lists]
+        # tuple.__new__ builds the NamedTuple in C, skipping its Python-level __new__.
+        new: Callable[[tuple[Any, ...]], Event] = functools.partial(tuple.__new__, self.event_type)  # type: ignore[arg-type,assignment]
+        constants = [itertools.repeat(c) for c in self.constants]  # zip stops at the shortest column
+        return map(new, zip(ts, *constants, *columns, strict=False))
 
     def event(self, i: int) -> Event:
         """The event of row `i`, built alone when the chunk's events are not built."""
@@ -248,8 +269,7 @@ def merge_runs(streams: Sequence[EventStream]) -> Iterator[tuple[int, Chunk, int
 def merge(streams: Sequence[EventStream]) -> Iterator[Event]:
     """All events of `streams` in (ts, stream order, row) order, memory bounded by the chunk sizes."""
     for _, chunk, start, stop in merge_runs(streams):
-        events = chunk.events
-        yield from events if start == 0 and stop == len(events) else itertools.islice(events, start, stop)
+        yield from chunk.rows(start, stop)
 
 
 def drive(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -274,11 +294,17 @@ SUSPENDED = "a strategy awaited real I/O inside a backtest; use ctx.schedule for
 
 @dataclass(frozen=True, slots=True)
 class _Route:
-    """Where one kind of market event goes: the venues that see it, the engine's update, the handlers."""
+    """Where one kind of market event goes: the venues that see it, the engine's update, the handlers.
+
+    `store` and `key` are set for a stream of latest-value events sharing one key: the engine's
+    update is then `store[key] = event`, done inline.
+    """
 
     venue_calls: tuple[Callable[[Event], None], ...]
     update: Callable[[Any], None]
     handlers: list[tuple[Handler, StrategyContext]]  # live: strategies added later appear
+    store: dict[Any, Any] | None = None
+    key: tuple[str, str] = ("", "")
 
 
 class _Sparse:
@@ -386,7 +412,10 @@ class ReplayDriver:
         watchers = self._watchers.get(constants[0], [])
         calls = [target.market_handler(event_type, constants[1])] if target is not None else []
         calls.extend(w.on_market for w in watchers)
-        return _Route(tuple(calls), self.engine.keyed_update(event_type, key), route.handlers)
+        store = self.engine.latest_store(event_type)
+        if store is None:
+            return _Route(tuple(calls), route.update, route.handlers)
+        return _Route(tuple(calls), functools.partial(store.__setitem__, key), route.handlers, store, key)
 
     def _apply(self, event: Event) -> None:
         for handler, ctx in self.engine.apply(event):
@@ -443,13 +472,12 @@ class ReplayDriver:
             if type(plan) is _Sparse:
                 self._replay_sparse(plan, chunk, start, end)
             elif start < end:
-                events = chunk.events
-                run = events if start == 0 and end == len(events) else itertools.islice(events, start, end)
+                run = chunk.rows(start, end)
                 if plan is None:  # a stream of mixed kinds (market status, funding...): few events
                     for event in run:
-                        self._replay((event,), self._route(type(event), event[1]))
+                        _run_to_end(self._replay((event,), self._route(type(event), event[1])))
                 else:
-                    self._replay(run, plan)  # type: ignore[arg-type]
+                    _run_to_end(self._replay(run, plan))  # type: ignore[arg-type]
             count += end - start
             if end < stop:
                 break
@@ -466,8 +494,13 @@ class ReplayDriver:
         self.events_processed += count
         return count
 
-    def _replay(self, events: Iterable[Event], route: _Route) -> None:
-        """The dense hot path: every event to its venues, the engine, then the strategies."""
+    async def _replay(self, events: Iterable[Event], route: _Route) -> None:
+        """The dense hot path: every event to its venues, the engine, then the strategies.
+
+        A coroutine so that each handler is awaited inline, the cheapest way CPython runs one; it
+        never suspends (see `drive`). The route's handlers are read once per run of events: a
+        strategy added by a handler sees the stream from its next chunk.
+        """
         clock = self.clock
         timers = self.engine.timer_heap
         wakeups = self._wakeups
@@ -475,6 +508,25 @@ class ReplayDriver:
         calls = route.venue_calls
         update = route.update
         handlers = route.handlers
+        store = route.store
+        if store is not None and len(calls) == 1 and len(handlers) == 1:
+            # The common case (one venue, one strategy, latest-value events) without the inner loops.
+            key = route.key
+            call = calls[0]
+            ((handler, ctx),) = handlers
+            for event in events:
+                ts = event[0]
+                if (timers and timers[0][0] <= ts) or (wakeups and wakeups[0][0] <= ts):
+                    self._fire_due(ts)
+                clock._now = ts
+                call(event)
+                if outbox:
+                    self._flush()
+                store[key] = event
+                await handler(ctx, event)
+                if outbox:
+                    self._flush()
+            return
         for event in events:
             ts = event[0]
             if (timers and timers[0][0] <= ts) or (wakeups and wakeups[0][0] <= ts):
@@ -487,9 +539,7 @@ class ReplayDriver:
                 self._flush()
             update(event)
             for handler, ctx in handlers:
-                # Iterating the awaitable runs the coroutine to its end without raising StopIteration.
-                for _ in handler(ctx, event).__await__():
-                    raise RuntimeError(SUSPENDED)
+                await handler(ctx, event)
             if outbox:
                 self._flush()
 
@@ -585,5 +635,11 @@ class ReplayDriver:
 
 def _call(handler: Handler, ctx: StrategyContext, event: Event) -> None:
     """Run `handler(ctx, event)` to its end; it must not wait for anything."""
-    for _ in handler(ctx, event).__await__():
+    _run_to_end(handler(ctx, event))
+
+
+def _run_to_end(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine that never suspends; iterating its awaitable raises no StopIteration at the end."""
+    for _ in coro.__await__():
+        coro.close()
         raise RuntimeError(SUSPENDED)

@@ -11,7 +11,6 @@ events on a simulated clock; the live runner feeds connector streams on the wall
 
 from __future__ import annotations
 
-import functools
 import heapq
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
@@ -379,11 +378,11 @@ class TradingEngine:
         """
         return {t: (self._update[t], self._routes[t]) for t in _EVENT_TYPES if t not in (Fill, OrderUpdate)}
 
-    def keyed_update(self, event_type: type, key: tuple[str, str]) -> Callable[[Any], None]:
-        """The state update of `event_type` for events that all carry `key` in fields 1-2 (fast drivers).
+    def latest_store(self, event_type: type) -> dict[Any, Any] | None:
+        """The dict holding the latest event of `event_type` per (venue, instrument) key (fast drivers).
 
-        Latest-value state (quotes, trades, pool states, oracle prices, funding rates) is one dict
-        store under a known key; other types get their ordinary update.
+        Latest-value state (quotes, trades, pool states, oracle prices, funding rates) is updated
+        by one store under the event's fields 1-2; None for types with any other update.
         """
         by_type: dict[type, dict[Any, Any]] = {
             Quote: self.quotes,
@@ -392,10 +391,7 @@ class TradingEngine:
             OraclePrice: self.oracles,
             FundingRate: self.funding,
         }
-        latest = by_type.get(event_type)
-        if latest is None:
-            return self._update[event_type]
-        return functools.partial(latest.__setitem__, key)
+        return by_type.get(event_type)
 
     async def process(self, event: Event) -> None:
         """Apply one event to the state, then await every handler that must see it."""
