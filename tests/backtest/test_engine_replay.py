@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from backtest.replay import ColumnStream, ListStream, ReplayDriver, drive, merge
+from backtest.replay import LAZY_ROWS, ColumnStream, ListStream, ReplayDriver, drive, merge
 from connectors.sim.broker import BrokerAsset, BrokerConfig, SimBroker
 from core.clock import SimulatedClock
 from core.engine import ReferenceSource, TradingEngine
@@ -324,6 +324,22 @@ def test_merge_orders_streams_by_time_then_stream_order() -> None:
         ListStream([quote(3, 1, 2), quote(5, 1, 2), quote(1, 1, 2)], "q")
     with pytest.raises(ValueError, match="Quote has 7 fields, got ts \\+ 2 constants \\+ 3 columns"):
         ColumnStream(Quote, [1], ("alpaca", "TSLA/USD"), [[1.0], [1.0], [1.0]])
+
+
+def test_chunk_rows_equal_events_built_one_by_one_for_any_run() -> None:
+    # Long runs are built lazily from the columns, short ones sliced from the chunk's list: both
+    # must give exactly the events of a direct construction, ints and floats as Python objects.
+    n = 3 * LAZY_ROWS + 7
+    ts = np.arange(n, dtype=np.int64) * 1000 + 5
+    bid = np.linspace(100.0, 101.0, n)
+    columns = [bid, bid + 0.5, np.full(n, 2.0), np.arange(n, dtype=np.float64)]
+    expected = [Quote(int(ts[i]), "v", "X", *(float(c[i]) for c in columns)) for i in range(n)]
+    for start, stop in ((0, n), (3, n), (LAZY_ROWS, 2 * LAZY_ROWS + 1), (10, 12), (n - 1, n), (5, 5)):
+        (chunk,) = ColumnStream(Quote, ts, ("v", "X"), columns, chunk_size=n).chunks()
+        rows = list(chunk.rows(start, stop))
+        assert rows == expected[start:stop]
+        assert all(type(e) is Quote and type(e.ts) is int and type(e.bid) is float for e in rows)
+        assert list(chunk.rows(0, n)) == expected  # after either route, the whole chunk again
 
 
 def test_a_late_acknowledgement_of_a_cancelled_order_moves_nothing() -> None:
