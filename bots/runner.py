@@ -145,14 +145,28 @@ class LiveDriver:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), duration_s)
         finally:
+            idle = await self._wait_idle()  # no event is cancelled half-applied (e.g. its journal write)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if idle:
+                self._lock.release()
             await self._shutdown()
             if install_signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     with contextlib.suppress(NotImplementedError, RuntimeError):
                         loop.remove_signal_handler(sig)
+
+    async def _wait_idle(self) -> bool:
+        """Take the engine lock, so the event being applied finishes; False if it outlasts the grace."""
+        try:
+            await asyncio.wait_for(self._lock.acquire(), self.shutdown_grace_s)
+        except TimeoutError:
+            log.warning(
+                "shutdown: an event is still being applied after %.1f s; cancelling it", self.shutdown_grace_s
+            )
+            return False
+        return True
 
     async def _shutdown(self) -> None:
         """Cancel every open order, stop the strategies, run the hooks; each step's failure is logged."""

@@ -256,3 +256,46 @@ async def test_sigterm_shuts_down_gracefully(emulator: BinanceEmulator, calendar
     await venue.close()
     assert engine.orders.get("rest-1").status is OrderStatus.CANCELLED
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers removed after the run
+
+
+class SlowRecorder(Strategy):
+    """Takes 300 ms over each quote (a journal write, say), stopping the driver in the middle of the first."""
+
+    def __init__(self, name: str, driver: list[LiveDriver]) -> None:
+        super().__init__(name)
+        self.driver = driver
+        self.started: list[float] = []
+        self.finished: list[float] = []
+
+    async def on_quote(self, ctx: Any, event: Quote, **kwargs: Any) -> None:
+        self.started.append(event.bid)
+        self.driver[0].stop()
+        await asyncio.sleep(0.3)
+        self.finished.append(event.bid)
+
+
+async def test_a_stop_lets_the_event_being_applied_finish(calendar: MarketCalendar) -> None:
+    feed = FlakyFeed()
+    feed.connections = 2  # no crashes: three quotes, then silence
+    slots: list[LiveDriver] = []
+    strategy = SlowRecorder("slow", slots)
+    engine = engine_for(calendar, {}, strategy)
+    driver = LiveDriver(engine, {}, feeds=[feed])
+    slots.append(driver)
+    async with asyncio.timeout(10):
+        await driver.run(install_signals=False)
+    # The first quote's handler ran to its end though stop() came in its middle; no other began.
+    assert strategy.started == strategy.finished == [100.0]
+    assert engine.quotes[("flaky", PAIR)].bid == 100.0
+
+
+async def test_a_stop_cancels_an_event_stuck_past_the_grace(calendar: MarketCalendar) -> None:
+    feed = FlakyFeed()
+    feed.connections = 2
+    slots: list[LiveDriver] = []
+    strategy = SlowRecorder("slow", slots)
+    driver = LiveDriver(engine_for(calendar, {}, strategy), {}, feeds=[feed], shutdown_grace_s=0.05)
+    slots.append(driver)
+    async with asyncio.timeout(10):
+        await driver.run(install_signals=False)
+    assert strategy.started == [100.0] and strategy.finished == []  # cancelled after 50 ms, not 300
