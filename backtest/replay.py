@@ -81,8 +81,8 @@ class Chunk:
     def rows(self, start: int, stop: int) -> Iterator[Event]:
         """The events of rows [start, stop), each built as it is taken (the dense replay's source).
 
-        Built one at a time, an event is freed as soon as it has been handled, so the next reuses
-        its memory: three times cheaper than building the chunk's list first.
+        Built one at a time, an event is freed as soon as it has been handled and the next reuses
+        its memory, which is cheaper than building the chunk's list first.
         """
         if self._events is not None or stop - start < LAZY_ROWS:  # short runs of interleaved streams
             events = self.events
@@ -498,8 +498,8 @@ class ReplayDriver:
         """The dense hot path: every event to its venues, the engine, then the strategies.
 
         A coroutine so that each handler is awaited inline, the cheapest way CPython runs one; it
-        never suspends (see `drive`). The route's handlers are read once per run of events: a
-        strategy added by a handler sees the stream from its next chunk.
+        never suspends (see `drive`). With one venue and one handler, the handler is read once per
+        run of events: a strategy added by a handler sees the stream from the next run.
         """
         clock = self.clock
         timers = self.engine.timer_heap
