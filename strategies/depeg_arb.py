@@ -172,6 +172,8 @@ class DepegArb(Strategy):
         self._shut_seen = False
         self._last_trade_ns = -(10**30)
         self._hedge_paused_until: dict[str | None, int] = {}  # venue -> ns
+        # (venue, pool or instrument) -> the state we last filled against: it still holds what we took
+        self._taken: dict[tuple[str, str], object] = {}
         self.decisions: list[tuple[int, str, str, Decimal, float]] = []
         """(ts, venue, side, tokens, expected profit) of each arbitrage trade sent."""
 
@@ -221,19 +223,22 @@ class DepegArb(Strategy):
         """The reference moved: every watched pool and book against the new fair value.
 
         A gap that opened while the reference was stale, or that a stock move opened under a
-        still pool, would otherwise wait for the pool or book to move again.
+        still pool, would otherwise wait for the pool or book to move again. A pool or book not
+        seen since our last fill there is skipped: it still shows the liquidity we took.
         """
         for leg in self.params.pools:
             state = ctx.pool(leg.venue, leg.pool)
-            if state is not None:
+            if state is not None and state is not self._taken.get((leg.venue, leg.pool)):
                 await self._arb_pool(ctx, leg, state)
         for book_leg in self.params.books:
-            book = ctx.book(book_leg.venue, book_leg.instrument)
-            if book is None:
-                quote = ctx.quote(book_leg.venue, book_leg.instrument)
-                book = None if quote is None else _l1_book(quote)
-            if book is not None:
-                await self._arb_book(ctx, book_leg, book)
+            book = self._book_state(ctx, book_leg)
+            if book is not None and book is not self._taken.get((book_leg.venue, book_leg.instrument)):
+                await self._arb_book(ctx, book_leg, _l1_book(book) if isinstance(book, Quote) else book)
+
+    @staticmethod
+    def _book_state(ctx: Context, leg: BookLeg) -> BookUpdate | Quote | None:
+        """The latest book of a leg's market, or its latest quote where the venue sends L1 only."""
+        return ctx.book(leg.venue, leg.instrument) or ctx.quote(leg.venue, leg.instrument)
 
     async def on_book(self, ctx: Context, event: BookUpdate, **kwargs: Any) -> None:
         """A watched book changed (L2 data)."""
@@ -246,6 +251,12 @@ class DepegArb(Strategy):
     async def on_fill(self, ctx: Context, event: Fill, **kwargs: Any) -> None:
         """Book the fill into the deltas, then flatten what it exposed."""
         p = self.params
+        for leg in p.pools:
+            if leg.venue == event.venue:
+                self._taken[(leg.venue, leg.pool)] = ctx.pool(leg.venue, leg.pool)
+        for book_leg in p.books:
+            if book_leg.venue == event.venue:
+                self._taken[(book_leg.venue, book_leg.instrument)] = self._book_state(ctx, book_leg)
         signed = event.quantity if event.side is Side.BUY else -event.quantity
         if event.instrument == p.stock_instrument:
             self.stock_delta += signed

@@ -27,6 +27,7 @@ from connectors.sim.base import SimVenue
 from connectors.sim.book_exchange import BookExchange, BookExchangeConfig
 from connectors.sim.broker import BrokerAsset, BrokerConfig, SimBroker
 from connectors.sim.fees import FeeSchedule
+from connectors.sim.latency import LatencyModel
 from core.clock import SimulatedClock
 from core.engine import ReferenceSource, TradingEngine
 from core.enums import Session, Side
@@ -44,6 +45,7 @@ POOL = Pool("TOKx/USDC", "uni", 1, "0x" + "11" * 20, "TOKx", "USDC", 3000, versi
 POOL_PAIR = Spot("TOKx/USDC@uni", "TOKx", "USDC")
 STOCK = Spot("TSL/USD", "TSL", "USD", price_increment=D("0.01"), size_increment=D("0.000000001"))
 PERP = StockPerp("TSL-PERP", "TSL", "USDT", min_size=D("0.01"))
+BOOK = Spot("TOKx/USDT", "TOKx", "USDT", price_increment=D("0.01"), size_increment=D("0.001"))
 GAS = Fraction(110_000 * 2 * 3000, 10**9)  # USDC per swap
 BASE = {
     "token": "TOKx",
@@ -85,17 +87,19 @@ def run(
     events: list[Event],
     perp: bool = False,
     reference: bool = True,
+    book: bool = False,
     risk_checks: tuple[Any, ...] = (),
 ) -> tuple[TradingEngine, DepegArb]:
     events = sorted(events, key=lambda e: e.ts)
     clock = SimulatedClock(events[0].ts - SECOND)
-    instruments: list[Any] = [TOKEN, POOL, POOL_PAIR, STOCK] + ([PERP] if perp else [])
+    instruments: list[Any] = [TOKEN, POOL, POOL_PAIR, STOCK] + ([PERP] if perp else []) + ([BOOK] if book else [])
     registry = InstrumentRegistry(instruments)
     portfolio = Portfolio(registry)
     balances = {
         "uni": {"USDC": D(100_000), "TOKx": D(100)},
         "broker": {"USD": D(100_000), "TSL": D(100)},
         "perpx": {"USDT": D(100_000)},
+        "bx": {"USDT": D(100_000), "TOKx": D(100)},
     }
     for venue, assets in balances.items():
         for asset, amount in assets.items():
@@ -116,6 +120,9 @@ def run(
     if perp:
         config = BookExchangeConfig(fees=FeeSchedule(D(2), D(5)), size_step=D("0.01"))
         venues.append(BookExchange("perpx", clock, registry, [PERP.id], balances["perpx"], config))
+    if book:
+        config = BookExchangeConfig(fees=FeeSchedule(D(0), D(10)), order_latency=LatencyModel(50 * MS))
+        venues.append(BookExchange("bx", clock, registry, [BOOK.id], balances["bx"], config))
     strategy = DepegArb("arb", p)
     engine = TradingEngine(
         clock=clock,
@@ -249,6 +256,30 @@ def test_a_stock_move_under_a_still_pool_is_traded() -> None:
     (swap,) = requests(engine, SwapRequest)
     assert (swap.token_in, swap.token_out) == ("USDC", "TOKx")
     assert [d[:3] for d in strategy.decisions] == [(REGULAR + 20 * SECOND, "uni", "buy")]
+
+
+def test_a_reference_move_does_not_retake_liquidity_the_book_has_not_shown_again() -> None:
+    # The book's bid 102 x 3 is rich (v_sell = 100.23 plus a 10 bps taker fee): the strategy sells
+    # 3 into it; the order reaches the exchange 50 ms later and fills. The broker's quotes at +20 s
+    # and +40 s re-examine the book, whose last quote still shows the 3 we took: nothing more is
+    # sent until the book shows itself again at +50 s.
+    bid = Quote(REGULAR + SECOND, "bx", BOOK.id, 102.0, 103.0, 3.0, 5.0)
+    events = [
+        status(REGULAR - MINUTE, Session.REGULAR),
+        stock(REGULAR),
+        bid,
+        stock(REGULAR + 20 * SECOND),
+        stock(REGULAR + 40 * SECOND),
+        bid._replace(ts=REGULAR + 50 * SECOND),
+    ]
+    p = params(pools=[], books=[{"venue": "bx", "instrument": BOOK.id, "taker_fee_bps": 10}])
+    engine, strategy = run(p, events, book=True)
+    fills = [(f.ts - REGULAR, f.side, f.quantity) for f in engine.fills if f.venue == "bx"]
+    assert fills[0] == (SECOND + 50 * MS, Side.SELL, D(3))
+    assert [d[:3] for d in strategy.decisions] == [
+        (REGULAR + SECOND, "bx", "sell"),
+        (REGULAR + 50 * SECOND, "bx", "sell"),
+    ]
 
 
 OVERNIGHT = et(2025, 7, 8, 22)
