@@ -92,7 +92,8 @@ def run(
 ) -> tuple[TradingEngine, DepegArb]:
     events = sorted(events, key=lambda e: e.ts)
     clock = SimulatedClock(events[0].ts - SECOND)
-    instruments: list[Any] = [TOKEN, POOL, POOL_PAIR, STOCK] + ([PERP] if perp else []) + ([BOOK] if book else [])
+    instruments: list[Any] = [TOKEN, POOL, POOL_PAIR, STOCK]
+    instruments += ([PERP] if perp else []) + ([BOOK] if book else [])
     registry = InstrumentRegistry(instruments)
     portfolio = Portfolio(registry)
     balances = {
