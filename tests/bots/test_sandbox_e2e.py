@@ -585,8 +585,7 @@ async def test_kill_9_mid_trade_then_restart_loses_nothing_and_sends_nothing_twi
             await asyncio.sleep(0.1)
         # Restart: reconciliation finds the order and its fill; the bot trades on for 6 s.
         again = await bot_process(config, box, "--duration", "6")
-        async with asyncio.timeout(60):
-            _, stderr = await again.communicate()
+        stderr = await finished(again)
         assert again.returncode == 0, stderr.decode()[-2000:]
     finally:
         quotes.cancel()
@@ -623,6 +622,18 @@ async def test_kill_9_mid_trade_then_restart_loses_nothing_and_sends_nothing_twi
     assert b"connectors.ccxt_exchange" in written or b"perpetua" in written  # the logs are there
     for value in box.secrets.env().values():
         assert value.encode() not in written
+
+
+async def finished(bot: asyncio.subprocess.Process, limit_s: float = 60.0) -> bytes:
+    """The stderr of a bot run with --duration, once it has exited; its log if it outlives `limit_s`."""
+    try:
+        async with asyncio.timeout(limit_s):
+            _, stderr = await bot.communicate()
+    except TimeoutError:
+        bot.kill()
+        _, err = await bot.communicate()
+        raise AssertionError(f"the bot did not stop within {limit_s} s: " + err.decode()[-4000:]) from None
+    return stderr
 
 
 def files_content(directory: Path, pattern: str) -> bytes:
@@ -810,8 +821,7 @@ async def test_kill_9_with_a_swap_pending_then_restart_records_its_fill_from_the
         await rpc(w3, "evm_setAutomine", True)
         await depeg
         again = await bot_process(config, box, "--duration", "4", env=extra)
-        async with asyncio.timeout(60):
-            _, stderr = await again.communicate()
+        stderr = await finished(again)
         assert again.returncode == 0, stderr.decode()[-2000:]
     finally:
         await rpc(w3, "evm_setAutomine", True)
