@@ -26,7 +26,6 @@ so the pool is deepest near fair value, as a live pool's LPs make it.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -224,10 +223,9 @@ async def deploy_sandbox_chain(
         # one unit more on each side: the manager rounds the liquidity it gets down
         positions.append((lower, upper, amount0 + 1, amount1 + 1))
         need0, need1 = need0 + amount0 + 1, need1 + amount1 + 1
-    await asyncio.gather(
-        send(w3, token.functions.mint(deployer, need0), deployer),
-        send(w3, usdc.functions.mint(deployer, need1), deployer),
-    )
+    # One after the other: two sends at once from one account can both take the same nonce.
+    await send(w3, token.functions.mint(deployer, need0), deployer)
+    await send(w3, usdc.functions.mint(deployer, need1), deployer)
     for erc20 in (token, usdc):
         await send(w3, erc20.functions.approve(manager.address, MAX_UINT256), deployer)
     ids: list[int] = []
