@@ -148,7 +148,14 @@ class LiveDriver:
             idle = await self._wait_idle()  # no event is cancelled half-applied (e.g. its journal write)
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _, stuck = await asyncio.wait(tasks, timeout=self.shutdown_grace_s)
+            if stuck:  # a stream client that swallows its cancellation must not hold the shutdown
+                names = sorted(task.get_name() for task in stuck)
+                log.warning(
+                    "shutdown: tasks %s did not end %.1f s after cancel; going on",
+                    names,
+                    self.shutdown_grace_s,
+                )
             if idle:
                 self._lock.release()
             await self._shutdown()

@@ -299,3 +299,27 @@ async def test_a_stop_cancels_an_event_stuck_past_the_grace(calendar: MarketCale
     async with asyncio.timeout(10):
         await driver.run(install_signals=False)
     assert strategy.started == [100.0] and strategy.finished == []  # cancelled after 50 ms, not 300
+
+
+class StubbornFeed:
+    """A market-data client that swallows its first cancellation (some websocket clients do)."""
+
+    name = "stubborn"
+
+    async def stream(self) -> AsyncIterator[Event]:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(3600)  # ignores the cancel: the task never ends by itself
+        yield Quote(0, "stubborn", PAIR, 1.0, 2.0, 1.0, 1.0)
+
+
+async def test_a_stream_that_ignores_its_cancel_does_not_hold_the_shutdown(
+    calendar: MarketCalendar, caplog: pytest.LogCaptureFixture
+) -> None:
+    driver = LiveDriver(
+        engine_for(calendar, {}, Recorder("r")), {}, feeds=[StubbornFeed()], shutdown_grace_s=0.2
+    )
+    async with asyncio.timeout(10):
+        await driver.run(duration_s=0.3, install_signals=False)
+    assert "tasks ['stream:stubborn'] did not end 0.2 s after cancel" in caplog.text
