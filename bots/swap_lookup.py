@@ -15,28 +15,25 @@ The journal holds each sent swap's transaction hash (`venue_order_id`, from the 
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Context, Decimal
+from decimal import Decimal
 from typing import Any
 
 from web3 import AsyncWeb3
 from web3.exceptions import TransactionNotFound
 
 from bots.journal import Journal
-from connectors.evm.erc20 import from_base_units
-from connectors.evm.uniswap_events import V2Swap, V3Swap, decode_log
-from connectors.evm.uniswap_venue import PRICE_DIGITS
-from core.enums import Liquidity, OrderStatus, Side
+from connectors.evm.uniswap_venue import UniswapVenue, gas_wei
+from core.enums import OrderStatus
 from core.events import Fill, OrderUpdate
 from core.orders import Request, SwapRequest
 
 NS_PER_S = 1_000_000_000
-_PRICE = Context(prec=PRICE_DIGITS, rounding=ROUND_HALF_EVEN)  # the venue's own rounding of a fill's price
 
 
 class SwapLookup:
     """`bots.reconcile.OrderLookup` for a `UniswapVenue` (see the module docstring)."""
 
-    def __init__(self, venue: Any, journal: Journal) -> None:
+    def __init__(self, venue: UniswapVenue, journal: Journal) -> None:
         self.venue = venue  # a started UniswapVenue: its pools, decimals, native price
         self.journal = journal
         self.w3: AsyncWeb3[Any] = venue.session.w3
@@ -57,45 +54,13 @@ class SwapLookup:
             return None
         return tx_hash, None
 
-    def _gas(self, receipt: Any, quote: str) -> tuple[Decimal, str]:
-        """The swap's gas as (fee, asset), as the venue books it."""
-        wei = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
-        native = from_base_units(wei, 18)
-        price = self.venue.native_price
-        price = price() if callable(price) else price
-        if price is None:
-            return native, self.venue.native_asset
-        step = Decimal(1).scaleb(-self.venue.decimals[quote])
-        return (native * price).quantize(step, rounding=ROUND_CEILING), quote
-
-    async def _fill(self, request: SwapRequest, tx_hash: str, receipt: Any) -> Fill | None:
-        spec = self.venue.pools[request.pool]
-        pool, pair = spec.pool, spec.pair
-        for log in receipt["logs"]:
-            if AsyncWeb3.to_checksum_address(log["address"]) != AsyncWeb3.to_checksum_address(pool.address):
-                continue
-            event = decode_log(log)
-            if isinstance(event, V3Swap):
-                deltas = (event.amount0, event.amount1)
-            elif isinstance(event, V2Swap):
-                deltas = (event.amount0_in - event.amount0_out, event.amount1_in - event.amount1_out)
-            else:
-                continue
-            zero_for_one = request.token_in == pool.token0
-            amount_in, amount_out = (deltas[0], -deltas[1]) if zero_for_one else (deltas[1], -deltas[0])
-            paid = from_base_units(amount_in, self.venue.decimals[request.token_in])
-            received = from_base_units(amount_out, self.venue.decimals[request.token_out])
-            buy = request.token_in == pair.quote
-            quantity, notional = (received, paid) if buy else (paid, received)
-            price = _PRICE.divide(notional, quantity)
-            block = await self.w3.eth.get_block(int(receipt["blockNumber"]))
-            fee, fee_asset = self._gas(receipt, pair.quote)
-            side = Side.BUY if buy else Side.SELL
-            return Fill(
-                int(block["timestamp"]) * NS_PER_S, self.venue.name, pair.id, request.client_order_id, side,
-                price, quantity, fee, fee_asset, Liquidity.TAKER, tx_hash, notional,
-            )  # fmt: skip
-        return None
+    async def _fill(self, request: SwapRequest, receipt: Any) -> Fill | None:
+        """The venue's own `Fill` of a mined swap, or None if the receipt holds no swap of its pool."""
+        try:
+            executed = self.venue.executed_swap(request, receipt)
+        except RuntimeError:
+            return None
+        return await self.venue.swap_fill(request, executed, gas_wei(receipt))
 
     async def lookup(self, request: Request) -> OrderUpdate | None:
         """The swap's state as the chain tells it, or None if it never reached the node."""
@@ -108,9 +73,9 @@ class SwapLookup:
         cid = request.client_order_id
         if receipt is None:
             return OrderUpdate(0, self.venue.name, cid, OrderStatus.NEW, tx_hash, Decimal(0), None, "pending")
-        ts = int((await self.w3.eth.get_block(int(receipt["blockNumber"])))["timestamp"]) * NS_PER_S
         if int(receipt["status"]) != 1:
-            fee, asset = self._gas(receipt, self.venue.pools[request.pool].pair.quote)
+            ts = int((await self.w3.eth.get_block(int(receipt["blockNumber"])))["timestamp"]) * NS_PER_S
+            fee, asset = self.venue.gas_fee(gas_wei(receipt), self.venue.pools[request.pool].pair.quote)
             return OrderUpdate(
                 ts,
                 self.venue.name,
@@ -123,10 +88,12 @@ class SwapLookup:
                 fee,
                 asset,
             )
-        fill = await self._fill(request, tx_hash, receipt)
+        fill = await self._fill(request, receipt)
         if fill is None:
             return None
-        return OrderUpdate(ts, self.venue.name, cid, OrderStatus.FILLED, tx_hash, fill.quantity, fill.price)
+        return OrderUpdate(
+            fill.ts, self.venue.name, cid, OrderStatus.FILLED, tx_hash, fill.quantity, fill.price
+        )
 
     async def fills(self, request: Request, since_ns: int) -> list[Fill] | None:
         """The swap's one fill once mined, else none."""
@@ -135,5 +102,5 @@ class SwapLookup:
         found = await self._receipt(request)
         if found is None or found[1] is None or int(found[1]["status"]) != 1:
             return []
-        fill = await self._fill(request, found[0], found[1])
+        fill = await self._fill(request, found[1])
         return [] if fill is None else [fill]

@@ -172,6 +172,10 @@ class UniswapV2Pair:
         receipt = await sender.send(
             {"to": contract.address, "data": call._encode_transaction_data(), "value": Wei(0)}
         )
+        return self._executed(receipt, quoted, zero_for_one)
+
+    def _executed(self, receipt: Any, quoted: int, zero_for_one: bool) -> ExecutedSwap:
+        """The ExecutedSwap of this pair's Swap and Sync logs in `receipt` (RuntimeError if it has none)."""
         swap: V2Swap | None = None
         sync: V2Sync | None = None
         for log in receipt["logs"]:

@@ -164,7 +164,7 @@ class _RecordingSender:
         return self.receipt
 
 
-def _gas_wei(receipt: Mapping[str, Any]) -> int:
+def gas_wei(receipt: Mapping[str, Any]) -> int:
     """Wei a mined transaction paid for gas: gasUsed x effectiveGasPrice."""
     return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
 
@@ -425,20 +425,19 @@ class UniswapVenue:
         else:
             record.early.append(event)
 
-    def _fee(self, record: _Swap, wei: int) -> tuple[Decimal, str]:
-        """Gas of `wei` as (fee, asset): native coin, or the quote token at `native_price`."""
+    def gas_fee(self, wei: int, quote: str) -> tuple[Decimal, str]:
+        """Gas of `wei` as (fee, asset): native coin, or the `quote` token at `native_price`."""
         native = from_base_units(wei, 18)
         source = self.native_price
         price = source() if callable(source) else source
         if price is None:
             return native, self.native_asset
-        quote = record.spec.pair.quote
         step = Decimal(1).scaleb(-self.decimals[quote])
         return _EXACT.multiply(native, price).quantize(step, rounding=ROUND_CEILING), quote
 
     def _final(self, record: _Swap, status: OrderStatus, reason: str, wei: int, tx_hash: str = "") -> None:
         record.status = status
-        fee, asset = self._fee(record, wei) if wei else (Decimal(0), "")
+        fee, asset = self.gas_fee(wei, record.spec.pair.quote) if wei else (Decimal(0), "")
         cid = record.request.client_order_id
         update = order_update(
             self.clock.now_ns(), self.name, cid, status, reason,
@@ -454,7 +453,7 @@ class UniswapVenue:
         try:
             approval = await self.tokens[request.token_in].approve(spec.router, record.spend)
             if approval is not None:
-                wei += _gas_wei(approval)
+                wei += gas_wei(approval)
             if record.cancel_requested:
                 self._final(record, OrderStatus.CANCELLED, "cancel: cancelled before the swap was sent", wei)
                 return
@@ -467,12 +466,12 @@ class UniswapVenue:
                 exact_input=exact_input, deadline=record.deadline_s, amount_bound=record.bound,
             )  # fmt: skip
             assert sender.receipt is not None
-            wei += _gas_wei(sender.receipt)
+            wei += gas_wei(sender.receipt)
             await self._filled(record, executed, wei)
         except TransactionReverted as exc:
             if exc.tx_hash is not None:
                 receipt = await self.session.w3.eth.get_transaction_receipt(exc.tx_hash)  # type: ignore[arg-type]
-                wei += _gas_wei(receipt)
+                wei += gas_wei(receipt)
                 where = f"reverted in block {exc.block_number}, gas paid"
             else:
                 where = "refused in gas estimation, nothing sent"
@@ -482,7 +481,7 @@ class UniswapVenue:
         except TransactionReplaced:
             if record.replacement is not None:
                 receipt = await self.session.w3.eth.get_transaction_receipt(record.replacement)  # type: ignore[arg-type]
-                wei += _gas_wei(receipt)
+                wei += gas_wei(receipt)
             reason = f"cancel: replaced at nonce {record.submitted.nonce if record.submitted else '?'}"
             self._final(record, OrderStatus.CANCELLED, reason, wei, record.replacement or "")
         except (TransactionTimeout, FeeCapExceeded, PerpetuaError, Web3Exception, ValueError) as exc:
@@ -506,7 +505,25 @@ class UniswapVenue:
     async def _filled(self, record: _Swap, executed: ExecutedSwap, wei: int) -> None:
         """Emit the Fill and FILLED of a mined swap, then catch the pool up (its PoolState follows)."""
         request = record.request
-        pair = record.spec.pair
+        fill = await self.swap_fill(request, executed, wei)
+        record.status = OrderStatus.FILLED
+        self._emit(record, fill)
+        self._emit(
+            record,
+            OrderUpdate(fill.ts, self.name, fill.client_order_id, OrderStatus.FILLED, executed.tx_hash,
+                        fill.quantity, fill.price),
+        )  # fmt: skip
+        with contextlib.suppress(Web3Exception, OSError):  # the poller catches up later anyway
+            await self._catch_up(request.pool)
+
+    def executed_swap(self, request: SwapRequest, receipt: Any) -> ExecutedSwap:
+        """The swap of `request` as its pool executed it, from a mined receipt (RuntimeError: no Swap log)."""
+        zero_for_one = request.token_in == self.pools[request.pool].pool.token0
+        return self._chain_pools[request.pool]._executed(receipt, 0, zero_for_one)
+
+    async def swap_fill(self, request: SwapRequest, executed: ExecutedSwap, wei: int) -> Fill:
+        """The `Fill` of a mined swap: at its block's time, price = notional / quantity, gas as the fee."""
+        pair = self.pools[request.pool].pair
         block = await self.session.w3.eth.get_block(executed.block_number)
         ts = int(block["timestamp"]) * NS_PER_S
         paid = from_base_units(executed.amount_in, self.decimals[request.token_in])
@@ -514,20 +531,9 @@ class UniswapVenue:
         buy = request.token_in == pair.quote
         quantity, notional = (received, paid) if buy else (paid, received)
         price = _PRICE.divide(notional, quantity)
-        fee, fee_asset = self._fee(record, wei)
-        cid = request.client_order_id
-        record.status = OrderStatus.FILLED
-        self._emit(
-            record,
-            Fill(ts, self.name, pair.id, cid, Side.BUY if buy else Side.SELL, price, quantity, fee,
-                 fee_asset, Liquidity.TAKER, executed.tx_hash, notional),
-        )  # fmt: skip
-        self._emit(
-            record,
-            OrderUpdate(ts, self.name, cid, OrderStatus.FILLED, executed.tx_hash, quantity, price),
-        )
-        with contextlib.suppress(Web3Exception, OSError):  # the poller catches up later anyway
-            await self._catch_up(request.pool)
+        fee, fee_asset = self.gas_fee(wei, pair.quote)
+        return Fill(ts, self.name, pair.id, request.client_order_id, Side.BUY if buy else Side.SELL, price,
+                    quantity, fee, fee_asset, Liquidity.TAKER, executed.tx_hash, notional)  # fmt: skip
 
     async def cancel(self, client_order_id: str) -> OrderUpdate:
         """Cancel a swap not yet mined (see the module docstring); REJECTED for an unknown id."""
