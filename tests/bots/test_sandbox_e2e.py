@@ -448,6 +448,22 @@ def test_missing_secrets_refuse_to_start_naming_key_and_variable(tmp_path: Path)
 # kill -9 mid-trade, then a restart
 
 
+def risk_and_storage(db: Path) -> str:
+    """The `risk` and `storage` sections of the restart tests' configs: wide limits, the journal at `db`."""
+    return f"""risk:
+  currency: USD
+  max_position: 100
+  max_notional: 25000
+  max_order_rate: {{orders_per_second: 50, window_ms: 1000}}
+  max_daily_loss: 1000000
+  max_data_staleness_ms: 600000
+  price_band_bps: 200
+  max_gas_price_gwei: 50
+storage:
+  url: sqlite+aiosqlite:///{db}
+"""
+
+
 def live_config(box: Sandbox, db: Path) -> str:
     """A live-mode config on the sandbox's Binance and Alpaca emulators: the token's book and the broker."""
     info = box.info
@@ -489,18 +505,7 @@ strategies:
       min_profit: 1
       open_pause_minutes: 0
       open_wide_minutes: 0
-risk:
-  currency: USD
-  max_position: 100
-  max_notional: 25000
-  max_order_rate: {{orders_per_second: 50, window_ms: 1000}}
-  max_daily_loss: 1000000
-  max_data_staleness_ms: 600000
-  price_band_bps: 200
-  max_gas_price_gwei: 50
-storage:
-  url: sqlite+aiosqlite:///{db}
-"""
+{risk_and_storage(db)}"""
 
 
 async def quoting(box: Sandbox) -> None:
@@ -739,18 +744,7 @@ strategies:
     venues: [uniswap_local, alpaca]
     params: {{token: TSLAx, venue: uniswap_local, instrument: TSLAx/USDC, max_premium_bps: 50,
               order_size: 1.5, max_position: 15}}
-risk:
-  currency: USD
-  max_position: 100
-  max_notional: 25000
-  max_order_rate: {{orders_per_second: 50, window_ms: 1000}}
-  max_daily_loss: 1000000
-  max_data_staleness_ms: 600000
-  price_band_bps: 200
-  max_gas_price_gwei: 50
-storage:
-  url: sqlite+aiosqlite:///{db}
-"""
+{risk_and_storage(db)}"""
 
 
 async def rpc(w3: AsyncWeb3[Any], method: str, *params: Any) -> Any:
